@@ -1,0 +1,319 @@
+"""Callbacks: small objects the Trainer calls at a few moments of the loop.
+
+Each hook gets the trainer and a `logs` dict of plain floats. A callback may read anything on the
+trainer and may call `trainer.stop(reason)`; it never runs the loop itself. Write your own:
+
+    class PrintEvery(lk.Callback):
+        def on_epoch_end(self, trainer, logs):
+            print(logs["epoch"], logs["loss"])
+"""
+from __future__ import annotations
+
+import copy
+import math
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+
+class Callback:
+    """Override any of these; each is called with (trainer, logs)."""
+
+    def on_fit_start(self, trainer, logs): pass
+    def on_epoch_start(self, trainer, logs): pass
+    def on_batch_end(self, trainer, logs): pass     # after each optimizer step
+    def on_epoch_end(self, trainer, logs): pass     # after each epoch (or each eval_every steps)
+    def on_fit_end(self, trainer, logs): pass
+
+
+def _mode_of(monitor: str, mode: str) -> str:
+    if mode not in ("auto", "min", "max"):
+        raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
+    if mode == "auto":
+        return "min" if "loss" in monitor or monitor.endswith(("mse", "mae", "rmse")) else "max"
+    return mode
+
+
+def _require(logs: dict, monitor: str, who: str):
+    if monitor not in logs:
+        available = sorted(k for k in logs if k not in ("step", "epoch", "completed_epoch", "time"))
+        hint = " (pass a DataBundle with a validation split to fit, or monitor='loss')" \
+            if monitor.startswith("val_") else ""
+        raise ValueError(f"{who} monitors {monitor!r} but the epoch logs only have {available}{hint}")
+    return logs[monitor]
+
+
+class EarlyStopping(Callback):
+    """Stop when `monitor` has not improved for `patience` epochs; restore the best weights."""
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
+                 mode: str = "auto", restore_best: bool = True):
+        from .hparams import check_int
+        self.patience = check_int("patience", patience, minimum=0)
+        if not isinstance(min_delta, (int, float)) or min_delta < 0:
+            raise ValueError(f"min_delta must be a number >= 0, got {min_delta!r}")
+        self.monitor, self.min_delta, self.restore_best = monitor, float(min_delta), restore_best
+        self.mode = _mode_of(monitor, mode)
+        self.best, self.best_step, self.best_state, self.wait = None, None, None, 0
+
+    def _improved(self, value: float) -> bool:
+        if self.best is None:
+            return math.isfinite(value)
+        return value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
+
+    def on_epoch_end(self, trainer, logs):
+        value = _require(logs, self.monitor, "EarlyStopping")
+        if self._improved(value):
+            self.best, self.best_step, self.wait = value, logs["step"], 0
+            if self.restore_best:
+                self.best_state = copy.deepcopy(trainer.model.state_dict())
+            return
+        self.wait += 1
+        if self.wait > self.patience:
+            trainer.stop(f"early stopping: {self.monitor} has not improved for {self.patience} "
+                         f"evaluations (best {self.best:.4g} at step {self.best_step})")
+
+    def on_fit_end(self, trainer, logs):
+        if self.restore_best and self.best_state is not None:
+            trainer.model.load_state_dict(self.best_state)
+
+    def state_dict(self):
+        return {"best": self.best, "best_step": self.best_step, "wait": self.wait}
+
+    def load_state_dict(self, state):
+        self.best, self.best_step, self.wait = state["best"], state["best_step"], state["wait"]
+
+
+class Checkpoint(Callback):
+    """Save `last.pt` after every epoch and `best.pt` when `monitor` improves (atomic writes).
+
+    Under torchrun only rank 0 writes. Resume with `trainer.load_checkpoint(path)`.
+    """
+
+    def __init__(self, dirpath="checkpoints", monitor: str = "val_loss", mode: str = "auto",
+                 save_last: bool = True, save_best: bool = True):
+        self.dirpath, self.monitor = Path(dirpath), monitor
+        self.mode = _mode_of(monitor, mode)
+        self.save_last, self.save_best = save_last, save_best
+        self.best = None
+
+    @property
+    def last_path(self) -> Path:
+        return self.dirpath / "last.pt"
+
+    @property
+    def best_path(self) -> Path:
+        return self.dirpath / "best.pt"
+
+    def on_epoch_end(self, trainer, logs):
+        if getattr(trainer, "rank", 0) != 0:
+            return
+        if self.save_best:
+            value = _require(logs, self.monitor, "Checkpoint")
+            better = self.best is None or (value < self.best if self.mode == "min" else value > self.best)
+            if math.isfinite(value) and better:
+                self.best = value
+                trainer.save_checkpoint(self.best_path)
+        if self.save_last:
+            trainer.save_checkpoint(self.last_path)
+
+    def on_fit_end(self, trainer, logs):
+        # an interrupted or stopped run keeps its latest weights on disk too
+        if self.save_last and getattr(trainer, "rank", 0) == 0 and trainer.step > 0:
+            trainer.save_checkpoint(self.last_path)
+
+    def state_dict(self):
+        return {"best": self.best}
+
+    def load_state_dict(self, state):
+        self.best = state["best"]
+
+
+class LRSchedule(Callback):
+    """A learning-rate schedule, stepped after every optimizer step (or every epoch).
+
+    schedule: "constant", "step" (step_size, gamma), "exponential" (gamma), "cosine" (warmup, min_lr),
+    "linear" (warmup, min_lr), "onecycle" (max_lr, pct_start); any torch LRScheduler; or a
+    function optimizer -> scheduler. Per-step by default; "step" and "exponential" count epochs
+    unless interval="step". The horizon of "cosine", "linear" and "onecycle" is the length of the
+    fit that starts them: each fit starts the schedule afresh, except one resumed from a checkpoint,
+    which continues the saved schedule.
+    """
+    NAMES = ("constant", "step", "exponential", "cosine", "linear", "onecycle")
+
+    def __init__(self, schedule="cosine", interval: str | None = None, **kwargs):
+        if isinstance(schedule, str) and schedule not in self.NAMES:
+            raise ValueError(f"unknown schedule {schedule!r}; use one of {self.NAMES}, "
+                             "a torch.optim.lr_scheduler instance, or a function optimizer -> scheduler")
+        if interval not in (None, "step", "epoch"):
+            raise ValueError(f"interval must be 'step' or 'epoch', got {interval!r}")
+        allowed = {"constant": set(), "step": {"step_size", "gamma"}, "exponential": {"gamma"},
+                   "cosine": {"warmup", "min_lr"}, "linear": {"warmup", "min_lr"},
+                   "onecycle": {"max_lr", "pct_start"}}.get(schedule if isinstance(schedule, str) else "", None)
+        if allowed is not None and set(kwargs) - allowed:
+            raise TypeError(f"LRSchedule({schedule!r}) takes {sorted(allowed) or 'no options'}, "
+                            f"got {sorted(set(kwargs) - allowed)}")
+        self.schedule, self.kwargs = schedule, kwargs
+        self.interval = interval or ("epoch" if schedule in ("step", "exponential") else "step")
+        self.scheduler, self.total = None, None
+        self._state = None
+
+    def _build(self, trainer):
+        opt, kw = trainer.optimizer, self.kwargs
+        for group in opt.param_groups:
+            group["initial_lr"] = trainer.lr
+            group["lr"] = trainer.lr
+        if not isinstance(self.schedule, str):
+            made = self.schedule if hasattr(self.schedule, "step") else self.schedule(opt)
+            if not hasattr(made, "step"):
+                raise TypeError("LRSchedule needs a torch LRScheduler or a function returning one")
+            return made
+        s = torch.optim.lr_scheduler
+        total = self.total
+        if self.schedule == "constant":
+            return s.LambdaLR(opt, lambda t: 1.0)
+        if self.schedule == "step":
+            return s.StepLR(opt, step_size=kw.get("step_size", 10), gamma=kw.get("gamma", 0.1))
+        if self.schedule == "exponential":
+            return s.ExponentialLR(opt, gamma=kw.get("gamma", 0.9))
+        if self.schedule == "onecycle":
+            return s.OneCycleLR(opt, max_lr=kw.get("max_lr", trainer.lr), total_steps=total,
+                                pct_start=kw.get("pct_start", 0.3))
+        warmup, min_lr = int(kw.get("warmup", 0)), float(kw.get("min_lr", 0.0))
+        floor = min_lr / trainer.lr
+        cosine = self.schedule == "cosine"
+
+        def factor(t: int) -> float:        # multiplies the base learning rate at step t
+            if t < warmup:
+                return (t + 1) / warmup     # linear warm-up from lr/warmup to lr
+            progress = min(1.0, (t - warmup) / max(1, total - warmup - 1))  # min_lr on the last step
+            decay = 0.5 * (1 + math.cos(math.pi * progress)) if cosine else 1 - progress
+            return floor + (1 - floor) * decay
+        return s.LambdaLR(opt, factor)
+
+    def on_fit_start(self, trainer, logs):
+        if self._state is not None:           # resumed from a checkpoint: continue its schedule
+            self.total = self._state["total"]
+            self.scheduler = self._build(trainer)
+            self.scheduler.load_state_dict(self._state["scheduler"])
+            for group, lr in zip(trainer.optimizer.param_groups, self.scheduler.get_last_lr()):
+                group["lr"] = lr               # a scheduler's state does not include the rate in force
+            self._state = None
+            return
+        self.total = max(1, trainer.planned_steps if self.interval == "step" else
+                         math.ceil(trainer.planned_steps / max(1, len(trainer._train_loader))))
+        self.scheduler = self._build(trainer)
+
+    def on_batch_end(self, trainer, logs):
+        if self.interval == "step":
+            self.scheduler.step()
+
+    def on_epoch_end(self, trainer, logs):
+        if self.interval == "epoch" and logs.get("completed_epoch", True):
+            self.scheduler.step()
+
+    def state_dict(self):
+        return None if self.scheduler is None else {"scheduler": self.scheduler.state_dict(),
+                                                    "total": self.total}
+
+    def load_state_dict(self, state):
+        self._state = state
+
+
+class DivergenceWarning(RuntimeWarning):
+    """Training stopped because the loss became NaN/inf or exploded."""
+
+
+warnings.simplefilter("always", DivergenceWarning)
+
+
+class DivergenceGuard(Callback):
+    """Stop a run whose loss becomes NaN/inf or grows `max_ratio` times its first value, and put
+    back the last weights that gave a finite loss. On by default in every Trainer."""
+
+    def __init__(self, max_ratio: float = 1e4, snapshot_every: int = 20):
+        self.max_ratio, self.snapshot_every = float(max_ratio), int(snapshot_every)
+        self.first_loss, self.snapshot, self.snapshot_step = None, None, None
+        self.message = None
+
+    def _take_snapshot(self, trainer):
+        self.snapshot = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
+        self.snapshot_step = trainer.step
+
+    def on_fit_start(self, trainer, logs):
+        self.message = None
+        self._take_snapshot(trainer)
+        if self.first_loss is None and trainer.history.steps:
+            self.first_loss = trainer.history.steps[0]["loss"]
+
+    def on_batch_end(self, trainer, logs):
+        loss = logs["loss"]
+        if self.first_loss is None and math.isfinite(loss):
+            self.first_loss = loss
+        exploded = math.isfinite(loss) and self.first_loss is not None and \
+            abs(loss) > self.max_ratio * max(abs(self.first_loss), 1e-8)
+        if math.isfinite(loss) and not exploded:
+            if trainer.step - self.snapshot_step >= self.snapshot_every:
+                self._take_snapshot(trainer)
+            return
+        params_finite = all(torch.isfinite(p).all() for p in trainer.model.parameters())
+        if not params_finite or exploded:
+            trainer.model.load_state_dict(self.snapshot)
+            trainer.optimizer.state.clear()     # momentum/Adam moments may hold NaN/inf too
+            restored = f"weights restored from step {self.snapshot_step}"
+        else:
+            restored = "weights kept (they are still finite)"
+        what = "is NaN/inf" if not math.isfinite(loss) else \
+            f"= {loss:.3g}, over {self.max_ratio:g}x its first value {self.first_loss:.3g}"
+        self.message = (f"Training diverged at step {logs['step']}: the loss {what} with lr={trainer.lr_now:g}. "
+                        f"Stopped; {restored}. Try a lower learning rate (e.g. lr={trainer.lr_now / 10:g}).")
+        trainer.stop(self.message)
+        warnings.warn(self.message, DivergenceWarning, stacklevel=2)
+
+
+class ProgressBar(Callback):
+    """A tqdm progress bar: live in JupyterLab, a normal bar in a terminal, and a single
+    summary line in a notebook run headless (papermill), instead of one line per update."""
+
+    def __init__(self, every: int = 1):
+        self.every, self.bar, self.mode = max(1, int(every)), None, None
+
+    def on_fit_start(self, trainer, logs):
+        from .frontend import frontend
+        self.mode = self.mode or frontend()
+        self._t0 = time.perf_counter()
+        if self.mode == "headless":
+            return
+        if self.mode == "live":
+            from tqdm.notebook import tqdm
+        else:
+            from tqdm import tqdm
+        self.bar = tqdm(total=trainer.planned_steps, unit="step", leave=True, file=sys.stderr,
+                        disable=None if self.mode == "script" else False)
+
+    def on_batch_end(self, trainer, logs):
+        if self.bar is not None and logs["step"] % self.every == 0:
+            self.bar.update(self.every)
+            self.bar.set_postfix(loss=f"{logs['loss']:.4g}", refresh=False)
+
+    def on_epoch_end(self, trainer, logs):
+        if self.bar is not None:
+            self.bar.set_postfix({k: f"{v:.4g}" for k, v in logs.items()
+                                  if k == "loss" or k.startswith("val_")}, refresh=False)
+
+    def on_fit_end(self, trainer, logs):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if self.mode == "headless":
+            parts = [f"step {trainer.step}", f"epoch {trainer.epoch}"]
+            last = trainer.history.epochs[-1] if trainer.history.epochs else \
+                (trainer.history.steps[-1] if trainer.history.steps else {})
+            parts += [f"{k} {v:.4g}" for k, v in last.items() if k == "loss" or k.startswith("val_")]
+            parts.append(f"{time.perf_counter() - self._t0:.1f}s")
+            if trainer.stop_reason:
+                parts.append(f"({trainer.stop_reason})")
+            print(" · ".join(parts), file=sys.stderr, flush=True)

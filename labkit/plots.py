@@ -1,0 +1,157 @@
+"""Plots: LivePlot (a callback drawing loss and metric curves while training) and static figures.
+
+Every figure is plotly. `show(fig)` displays a figure as plotly's JSON mimetype only, which
+JupyterLab renders interactively and which keeps a saved notebook small (a few kB a figure,
+instead of the 3.5 MB of plotly.js that the default notebook renderer embeds).
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from .callbacks import Callback
+from .frontend import frontend
+
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
+MAX_POINTS = 2000      # per trace: enough to see the shape, small enough to redraw 4 times a second
+COLORS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c"}
+
+
+def use_small_renderer() -> None:
+    """Make `fig.show()` in a notebook kernel use the JSON mimetype alone (JupyterLab renders it;
+    saved notebooks stay small). Called once when labkit is imported inside a kernel."""
+    import plotly.io as pio
+    if frontend() != "script":
+        pio.renderers.default = "plotly_mimetype"
+
+
+def show(fig: go.Figure, mode: str | None = None) -> None:
+    """Display a figure: in a notebook as plotly JSON (interactive, small); in a script, nothing."""
+    mode = mode or frontend()
+    if mode == "script":
+        return
+    from IPython.display import display
+    display({PLOTLY_MIME: json.loads(fig.to_json()), "text/plain": _describe(fig)}, raw=True)
+
+
+def _describe(fig: go.Figure) -> str:
+    title = fig.layout.title.text or "plotly figure"
+    return f"<{title}: {len(fig.data)} traces>"
+
+
+def _decimate(xs: list, ys: list, limit: int = MAX_POINTS):
+    if len(xs) <= limit:
+        return xs, ys
+    stride = math.ceil(len(xs) / limit)
+    return xs[::stride] + xs[-1:], ys[::stride] + ys[-1:]
+
+
+def _series(rows: list[dict], key: str):
+    pts = [(r["step"], r[key]) for r in rows if key in r and r[key] is not None and math.isfinite(r[key])]
+    return [p[0] for p in pts], [p[1] for p in pts]
+
+
+def history_figure(history, title: str | None = None, height: int = 360) -> go.Figure:
+    """Loss (per step, and per epoch for train and validation) and metrics, against the step."""
+    epoch_keys = sorted({k for r in history.epochs for k in r})
+    metric_keys = [k for k in epoch_keys
+                   if k not in ("step", "epoch", "completed_epoch", "loss", "val_loss", "lr", "time")
+                   and not k.endswith("loss")]
+    cols = 2 if metric_keys else 1
+    fig = make_subplots(rows=1, cols=cols, subplot_titles=("loss", "metrics")[:cols],
+                        horizontal_spacing=0.12)
+    x, y = _decimate(*_series(history.steps, "loss"))
+    fig.add_trace(go.Scatter(x=x, y=y, name="train loss (step)", mode="lines",
+                             line=dict(color=COLORS["train"], width=1), opacity=0.35), 1, 1)
+    for key, color, dash in (("loss", COLORS["train"], None), ("val_loss", COLORS["val"], None)):
+        x, y = _series(history.epochs, key)
+        if x:
+            label = "train loss (epoch)" if key == "loss" else "val loss"
+            fig.add_trace(go.Scatter(x=x, y=y, name=label, mode="lines+markers",
+                                     line=dict(color=color, width=2, dash=dash)), 1, 1)
+    palette = ["#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
+    for i, key in enumerate(metric_keys):
+        x, y = _series(history.epochs, key)
+        fig.add_trace(go.Scatter(x=x, y=y, name=key, mode="lines+markers",
+                                 line=dict(color=palette[i % len(palette)],
+                                           dash="dot" if not key.startswith("val_") else None)), 1, 2)
+    fig.update_xaxes(title_text="step")
+    losses = [r["loss"] for r in history.steps if math.isfinite(r.get("loss", math.nan))]
+    if losses and min(losses) > 0 and max(losses) / min(losses) > 100:
+        fig.update_yaxes(type="log", row=1, col=1)
+    fig.update_layout(title=title, height=height, margin=dict(l=50, r=20, t=50 if title else 30, b=40),
+                      legend=dict(orientation="h", y=-0.25), template="plotly_white")
+    return fig
+
+
+class LivePlot(Callback):
+    """Loss and metric curves while training.
+
+    In JupyterLab the figure updates in place (at most `max_fps` times a second, so drawing never
+    dominates training). Run headless (papermill, nbconvert, nbval) it shows one static figure when
+    fit ends, with no widget state in the saved notebook. In a plain script it shows nothing, or
+    writes `save="curves.html"` when given.
+    """
+
+    def __init__(self, title: str | None = None, max_fps: float = 4.0, mode: str | None = None,
+                 display: bool = True, save: str | None = None):
+        if mode not in (None, "live", "headless", "script"):
+            raise ValueError(f"mode must be None (auto), 'live', 'headless' or 'script', got {mode!r}")
+        if not max_fps > 0:
+            raise ValueError(f"max_fps must be > 0, got {max_fps!r}")
+        self.title, self.min_interval, self.mode = title, 1.0 / max_fps, mode
+        self.display, self.save = display, save
+        self.widget = None            # the FigureWidget, in live mode
+        self._last_draw = 0.0
+        self._trainer = None
+
+    def on_fit_start(self, trainer, logs):
+        self.mode = self.mode or frontend()
+        self._trainer = trainer
+        if self.mode == "live":
+            self._ensure_widget()
+            self.refresh(trainer.history)
+
+    def _ensure_widget(self):
+        if self.widget is None:
+            self.widget = go.FigureWidget(history_figure(self._trainer.history, self.title))
+            if self.display:
+                from IPython.display import display
+                display(self.widget)
+        return self.widget
+
+    def on_batch_end(self, trainer, logs):
+        if self.mode == "live" and time.perf_counter() - self._last_draw >= self.min_interval:
+            self.refresh(trainer.history)
+
+    def on_epoch_end(self, trainer, logs):
+        self.on_batch_end(trainer, logs)
+
+    def on_fit_end(self, trainer, logs):
+        if self.mode == "live":
+            self.refresh(trainer.history)
+        elif self.mode == "headless" and self.display:
+            show(history_figure(trainer.history, self.title), mode="headless")
+        if self.save:
+            history_figure(trainer.history, self.title).write_html(self.save, include_plotlyjs=True)
+
+    def refresh(self, history) -> None:
+        """Redraw the live figure from a history: traces updated in place when they are the same
+        ones; otherwise (say, validation metrics appeared) the figure is taken over whole."""
+        self._last_draw = time.perf_counter()
+        if self.widget is None:
+            return
+        new = history_figure(history, self.title)
+        with self.widget.batch_update():
+            if [t.name for t in self.widget.data] == [t.name for t in new.data]:
+                for old_trace, new_trace in zip(self.widget.data, new.data):
+                    old_trace.x, old_trace.y = new_trace.x, new_trace.y
+                self.widget.layout.yaxis.type = new.layout.yaxis.type
+            else:
+                self.widget.data = ()
+                self.widget.layout = new.layout
+                self.widget.add_traces(list(new.data))  # each trace names its own subplot axes
