@@ -11,7 +11,7 @@ from .callbacks import (Callback, Checkpoint, DivergenceGuard, DivergenceWarning
                         LRSchedule, ProgressBar)
 from .device import describe, pick_device, seed_everything
 from .frontend import frontend
-from .hparams import check_params
+from .hparams import check_params, quick_default
 from .plots import LivePlot, history_figure, show, use_small_renderer
 from .record import record, records
 from .train import History, Trainer
@@ -24,6 +24,6 @@ use_small_renderer()
 __all__ = [
     "Trainer", "History", "Callback", "EarlyStopping", "Checkpoint", "LRSchedule", "DivergenceGuard",
     "DivergenceWarning", "ProgressBar", "LivePlot", "ControlPanel", "record", "records",
-    "seed_everything", "pick_device", "describe", "frontend", "check_params", "show",
+    "seed_everything", "pick_device", "describe", "frontend", "check_params", "quick_default", "show",
     "history_figure", "data", "models",
 ]

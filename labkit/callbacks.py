@@ -20,7 +20,12 @@ import torch
 
 
 class Callback:
-    """Override any of these; each is called with (trainer, logs)."""
+    """Override any of these; each is called with (trainer, logs).
+
+    Under torchrun, a callback with `main_process_only = True` (plots, progress bars, checkpoints)
+    runs on rank 0 alone; the others run on every process so that all of them stop together.
+    """
+    main_process_only = False
 
     def on_fit_start(self, trainer, logs): pass
     def on_epoch_start(self, trainer, logs): pass
@@ -93,6 +98,8 @@ class Checkpoint(Callback):
     Under torchrun only rank 0 writes. Resume with `trainer.load_checkpoint(path)`.
     """
 
+    main_process_only = True
+
     def __init__(self, dirpath="checkpoints", monitor: str = "val_loss", mode: str = "auto",
                  save_last: bool = True, save_best: bool = True):
         self.dirpath, self.monitor = Path(dirpath), monitor
@@ -109,8 +116,6 @@ class Checkpoint(Callback):
         return self.dirpath / "best.pt"
 
     def on_epoch_end(self, trainer, logs):
-        if getattr(trainer, "rank", 0) != 0:
-            return
         if self.save_best:
             value = _require(logs, self.monitor, "Checkpoint")
             better = self.best is None or (value < self.best if self.mode == "min" else value > self.best)
@@ -122,7 +127,7 @@ class Checkpoint(Callback):
 
     def on_fit_end(self, trainer, logs):
         # an interrupted or stopped run keeps its latest weights on disk too
-        if self.save_last and getattr(trainer, "rank", 0) == 0 and trainer.step > 0:
+        if self.save_last and trainer.step > 0:
             trainer.save_checkpoint(self.last_path)
 
     def state_dict(self):
@@ -277,6 +282,7 @@ class DivergenceGuard(Callback):
 class ProgressBar(Callback):
     """A tqdm progress bar: live in JupyterLab, a normal bar in a terminal, and a single
     summary line in a notebook run headless (papermill), instead of one line per update."""
+    main_process_only = True
 
     def __init__(self, every: int = 1):
         self.every, self.bar, self.mode = max(1, int(every)), None, None

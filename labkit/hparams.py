@@ -8,6 +8,7 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+import os
 
 import torch
 from torch import nn
@@ -73,6 +74,12 @@ def check_params(**specs) -> None:
             wanted = " or ".join(t.__name__ for t in types)
             raise TypeError(f"parameter {name!r} must be {wanted}, got {type(value).__name__} {value!r}"
                             f" (with papermill: -p {name} <{wanted}>, e.g. unquoted numbers and True/False)")
+
+
+def quick_default() -> bool:
+    """The default of a notebook's `quick` parameter: True when LABKIT_QUICK=1 is set (as `pytest`
+    and `labkit run --quick` do), so nbval, which passes no parameters, runs the quick path too."""
+    return os.environ.get("LABKIT_QUICK", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def make_loss(loss):

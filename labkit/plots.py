@@ -96,6 +96,7 @@ class LivePlot(Callback):
     fit ends, with no widget state in the saved notebook. In a plain script it shows nothing, or
     writes `save="curves.html"` when given.
     """
+    main_process_only = True
 
     def __init__(self, title: str | None = None, max_fps: float = 4.0, mode: str | None = None,
                  display: bool = True, save: str | None = None):
@@ -114,6 +115,7 @@ class LivePlot(Callback):
         self._trainer = trainer
         if self.mode == "live":
             self._ensure_widget()
+            self._last_draw = time.perf_counter()
             self.refresh(trainer.history)
 
     def _ensure_widget(self):
@@ -125,7 +127,9 @@ class LivePlot(Callback):
         return self.widget
 
     def on_batch_end(self, trainer, logs):
-        if self.mode == "live" and time.perf_counter() - self._last_draw >= self.min_interval:
+        now = time.perf_counter()
+        if self.mode == "live" and now - self._last_draw >= self.min_interval:
+            self._last_draw = now
             self.refresh(trainer.history)
 
     def on_epoch_end(self, trainer, logs):
@@ -142,7 +146,6 @@ class LivePlot(Callback):
     def refresh(self, history) -> None:
         """Redraw the live figure from a history: traces updated in place when they are the same
         ones; otherwise (say, validation metrics appeared) the figure is taken over whole."""
-        self._last_draw = time.perf_counter()
         if self.widget is None:
             return
         new = history_figure(history, self.title)

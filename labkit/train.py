@@ -89,6 +89,11 @@ class Trainer:
     metrics: names ("accuracy", "f1", "mae", ...), torchmetrics.Metric instances, or a {name: metric} dict.
     amp: False, True (bf16 on CPU, fp16 + GradScaler on CUDA), "bf16" or "fp16".
     accumulate: micro-batches per optimizer step (gradient accumulation; effective batch = accumulate x batch).
+
+    Under `torchrun --nproc_per_node=N` the same code trains data-parallel: the trainer joins the
+    process group (gloo on CPU, nccl on GPU), wraps the model in DistributedDataParallel, gives each
+    process its shard of the training data (a loader's batch_size is per process), averages the
+    logged loss over processes, and runs plots, progress bars and checkpoints on rank 0 only.
     """
 
     def __init__(self, model: nn.Module, loss="mse", optimizer="adam", lr: float = 1e-3, metrics=(),
@@ -97,7 +102,9 @@ class Trainer:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.device = pick_device(device)
+        self.rank, self.world_size = _init_distributed(self)
         self.model = model.to(self.device)
+        self.net = _wrap_ddp(self.model, self.device) if self.world_size > 1 else self.model
         self._lr = check_lr(lr)
         self.weight_decay = _check_nonneg("weight_decay", weight_decay)
         self.grad_clip = None if grad_clip is None else _check_positive("grad_clip", grad_clip)
@@ -155,6 +162,7 @@ class Trainer:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.model = model.to(self.device)
+        self.net = _wrap_ddp(self.model, self.device) if self.world_size > 1 else self.model
         self._initial_state = copy.deepcopy(self.model.state_dict())
         self.reset()
 
@@ -177,6 +185,8 @@ class Trainer:
         callbacks: extra callbacks for this call only.
         """
         train_loader, val_loader = _loaders(data)
+        if self.world_size > 1:
+            train_loader = _shard(train_loader, self.rank, self.world_size)
         if (epochs is None) == (steps is None):
             raise ValueError("pass exactly one of epochs=N or steps=N to fit "
                              f"(got epochs={epochs!r}, steps={steps!r})")
@@ -207,6 +217,8 @@ class Trainer:
             self._fit_t0 = time.perf_counter()
             while not done():
                 self._call(callbacks, "on_epoch_start", {"epoch": self.epoch})
+                if hasattr(train_loader.sampler, "set_epoch"):
+                    train_loader.sampler.set_epoch(self.epoch)      # a new shuffle each epoch
                 losses, micro = [], 0
                 self.model.train()
                 for batch in train_loader:
@@ -238,8 +250,8 @@ class Trainer:
         """One forward/backward pass; an optimizer step when `update` (see `accumulate`)."""
         x, y = self._to_device(batch)
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-            loss = self.compute_loss(self.model(x), y)
-        loss_value = loss.item()
+            loss = self.compute_loss(self.net(x), y)
+        loss_value = self._mean_over_processes(loss)
         if not math.isfinite(loss_value):       # never step on a NaN: the DivergenceGuard decides
             self.optimizer.zero_grad(set_to_none=True)
             self.step += 1
@@ -260,6 +272,13 @@ class Trainer:
             loss_value = (sum(self._micro_losses) + loss_value) / (len(self._micro_losses) + 1)
             self._micro_losses = []
         return {"step": self.step, "epoch": self.epoch, "loss": loss_value, "lr": self.lr_now, **logs}
+
+    def _mean_over_processes(self, loss: torch.Tensor) -> float:
+        if self.world_size == 1:
+            return loss.item()
+        total = loss.detach().clone()
+        torch.distributed.all_reduce(total)
+        return total.item() / self.world_size
 
     def compute_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The loss of a batch; sequence logits [B, T, V] are flattened for cross-entropy."""
@@ -386,7 +405,8 @@ class Trainer:
 
     def _call(self, callbacks, hook: str, logs: dict) -> None:
         for cb in callbacks:
-            getattr(cb, hook)(self, logs)
+            if self.rank == 0 or not cb.main_process_only:
+                getattr(cb, hook)(self, logs)
 
     def _to_device(self, batch):
         if not isinstance(batch, (list, tuple)) or len(batch) != 2:
@@ -445,6 +465,38 @@ def _amp_dtype(amp, device: torch.device):
     if table[amp] == torch.float16 and device.type == "cpu":
         raise ValueError("amp='fp16' needs a GPU; on the CPU use amp='bf16' (or amp=True)")
     return table[amp]
+
+
+def _init_distributed(trainer) -> tuple[int, int]:
+    """(rank, world size); joins the process group when launched by torchrun with WORLD_SIZE > 1."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return 0, 1
+    import torch.distributed as dist
+    if trainer.device.type == "cuda":
+        trainer.device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(trainer.device)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if trainer.device.type == "cuda" else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def _wrap_ddp(model: nn.Module, device: torch.device) -> nn.Module:
+    from torch.nn.parallel import DistributedDataParallel
+    return DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def _shard(loader: DataLoader, rank: int, world_size: int) -> DataLoader:
+    """The same loader over this process's shard of the dataset (the batch size is per process)."""
+    from torch.utils.data import DistributedSampler, RandomSampler
+    if isinstance(loader.sampler, DistributedSampler):
+        return loader
+    shuffle = isinstance(loader.sampler, RandomSampler)
+    seed = int(loader.generator.initial_seed()) if loader.generator is not None else 0
+    sampler = DistributedSampler(loader.dataset, num_replicas=world_size, rank=rank, shuffle=shuffle,
+                                 seed=seed, drop_last=loader.drop_last)
+    return DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=sampler,
+                      num_workers=loader.num_workers, collate_fn=loader.collate_fn,
+                      drop_last=loader.drop_last, pin_memory=loader.pin_memory)
 
 
 def _check_callback(cb):

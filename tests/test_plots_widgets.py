@@ -123,10 +123,8 @@ def test_control_panel_batch_size_and_params_rebuild(monkeypatch):
         built.append((hidden, act))
         return nn.Sequential(nn.Linear(2, hidden), nn.Tanh() if act == "tanh" else nn.ReLU(), nn.Linear(hidden, 2))
 
-    data = bundle()
-    data.with_batch_size = lambda bs: lk.data.DataBundle(
-        DataLoader(data.train.dataset, batch_size=bs, shuffle=True), data.val, None, {})
-    data.batch_size = 16
+    b = bundle()
+    data = lk.data.make_loaders(b.train.dataset, b.val.dataset, batch_size=16)
     trainer = classifier()
     panel = lk.ControlPanel(trainer, data, epochs=1, mode="headless",
                             params={"hidden": [8, 64], "act": ["relu", "tanh"]}, build=build)

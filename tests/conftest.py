@@ -1,0 +1,40 @@
+"""Fixtures for executing course notebooks with papermill, once per test session."""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOKS = ROOT / "notebooks"
+
+
+@dataclass
+class Executed:
+    path: Path          # the executed copy
+    records: dict       # what the notebook reported with lk.record
+    seconds: float
+
+
+@pytest.fixture(scope="session")
+def run_notebook(tmp_path_factory):
+    """run_notebook("01_linear_regression", lr=0.1) -> Executed; quick mode; cached per parameters."""
+    import papermill as pm
+    import labkit as lk
+    cache: dict = {}
+
+    def run(name: str, **parameters) -> Executed:
+        key = (name, tuple(sorted(parameters.items())))
+        if key not in cache:
+            src = NOTEBOOKS / f"{name}.ipynb"
+            assert src.exists(), f"no notebook {src}"
+            out = tmp_path_factory.mktemp("executed") / src.name
+            t0 = time.perf_counter()
+            pm.execute_notebook(str(src), str(out), parameters={"quick": True, **parameters},
+                                kernel_name="python3", cwd=str(NOTEBOOKS), progress_bar=False)
+            cache[key] = Executed(out, lk.records(out), time.perf_counter() - t0)
+        return cache[key]
+
+    return run
