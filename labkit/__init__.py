@@ -6,12 +6,13 @@
                          callbacks=[lk.LivePlot(), lk.EarlyStopping(patience=5)])
     trainer.fit(data, epochs=20)
 """
-from . import data, models
+from . import data, models, viz
 from .callbacks import (Callback, Checkpoint, DivergenceGuard, DivergenceWarning, EarlyStopping,
                         LRSchedule, ProgressBar)
 from .device import describe, pick_device, seed_everything
 from .frontend import frontend
 from .hparams import check_params, quick_default
+from .lr_find import lr_find
 from .plots import LivePlot, history_figure, show, use_small_renderer
 from .record import record, records
 from .train import History, Trainer
@@ -25,5 +26,5 @@ __all__ = [
     "Trainer", "History", "Callback", "EarlyStopping", "Checkpoint", "LRSchedule", "DivergenceGuard",
     "DivergenceWarning", "ProgressBar", "LivePlot", "ControlPanel", "record", "records",
     "seed_everything", "pick_device", "describe", "frontend", "check_params", "quick_default", "show",
-    "history_figure", "data", "models",
+    "history_figure", "lr_find", "data", "models", "viz",
 ]

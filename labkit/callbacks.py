@@ -251,8 +251,8 @@ class DivergenceGuard(Callback):
     def on_fit_start(self, trainer, logs):
         self.message = None
         self._take_snapshot(trainer)
-        if self.first_loss is None and trainer.history.steps:
-            self.first_loss = trainer.history.steps[0]["loss"]
+        # a fresh history (a new trainer, reset(), set_model()) starts a new reference loss
+        self.first_loss = trainer.history.steps[0]["loss"] if trainer.history.steps else None
 
     def on_batch_end(self, trainer, logs):
         loss = logs["loss"]

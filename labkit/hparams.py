@@ -166,6 +166,8 @@ class _LazyMetric:
 
 def make_metrics(metrics) -> dict:
     """{name: metric} from names, torchmetrics.Metric instances, or a dict of either."""
+    if not metrics:
+        return {}                  # torchmetrics takes seconds to import: only when asked for
     import torchmetrics as tm
     if isinstance(metrics, str):
         metrics = [metrics]

@@ -117,7 +117,8 @@ class ControlPanel:
         self.reset_button.on_click(lambda _: self.reset())
         self.lr.observe(self._on_lr, names="value")
 
-        self.plot = LivePlot(title=title, mode=self.mode, display=False)
+        # live: the panel shows the plot's widget itself; headless: the plot shows its final figure
+        self.plot = LivePlot(title=title, mode=self.mode, display=self.mode != "live")
         self.plot._trainer = trainer
         controls = [self.lr, self.epochs, self.optimizer] + ([self.batch_size] if self.batch_size else [])
         controls += list(self.params.values())

@@ -145,3 +145,14 @@ def test_progress_bar_script_mode_runs(capsys):
     trainer = lk.Trainer(nn.Linear(5, 1), device="cpu", callbacks=[bar])
     trainer.fit(bundle(), epochs=1)
     assert bar.bar is None                      # closed at the end of fit
+
+
+def test_divergence_guard_reference_loss_restarts_after_reset():
+    x = torch.randn(128, 5)
+    small = DataLoader(TensorDataset(x, x[:, :1] * 0.01), batch_size=32)
+    large = DataLoader(TensorDataset(x, x[:, :1] * 3000.0), batch_size=32)   # losses ~1e7 from the start
+    trainer = lk.Trainer(nn.Linear(5, 1), optimizer="sgd", lr=1e-3, device="cpu")
+    trainer.fit(small, epochs=1)
+    trainer.reset()
+    trainer.fit(large, epochs=1)               # not an explosion: the first loss of this history is large
+    assert trainer.stop_reason is None and trainer.epoch == 1

@@ -101,7 +101,8 @@ def test_frontend_override(monkeypatch):
 
 
 def test_control_panel_headless_train_uses_controls(monkeypatch):
-    monkeypatch.setattr("IPython.display.display", lambda *a, **k: None)
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj, raw=False: shown.append(obj))
     trainer = classifier()
     panel = lk.ControlPanel(trainer, bundle(), epochs=2, mode="headless")
     panel.set(lr=0.05, optimizer="sgd", epochs=3)
@@ -109,6 +110,7 @@ def test_control_panel_headless_train_uses_controls(monkeypatch):
     assert trainer.lr == pytest.approx(0.05) and isinstance(trainer.optimizer, torch.optim.SGD)
     assert trainer.epoch == 3 and history is trainer.history
     assert "Done: step" in panel.status.value and "lr 0.05" in panel.status.value
+    assert [set(s) for s in shown] == [{PLOTLY_MIME, "text/plain"}]      # the run's final curves
     with pytest.raises(ValueError, match="no control named 'width'"):
         panel.set(width=3)
     with pytest.raises(ValueError, match="lr must be"):

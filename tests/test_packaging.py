@@ -1,0 +1,107 @@
+"""The install story: pyproject.toml, environment.yml and the README agree."""
+import json
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+# conda-forge names that differ from PyPI's
+CONDA_NAMES = {"torch": "pytorch"}
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~\[ ;]", requirement.strip(), maxsplit=1)[0].lower()
+
+
+def _spec(requirement: str) -> str:
+    return requirement.strip()[len(_name(requirement)):].replace(" ", "")
+
+
+def _pyproject():
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+
+
+def _environment():
+    """(conda requirements, pip requirements) of environment.yml, read without a YAML library."""
+    conda, pip, in_pip, in_deps = {}, {}, False, False
+    for line in (ROOT / "environment.yml").read_text().splitlines():
+        stripped = line.split("#")[0].rstrip()
+        if re.match(r"^\w", stripped):                  # a top-level key: name, channels, dependencies
+            in_deps = stripped.startswith("dependencies:")
+            continue
+        if not in_deps:
+            continue
+        if stripped.strip() == "- pip:":
+            in_pip = True
+            continue
+        m = re.match(r"^\s*-\s+(.+)$", stripped)
+        if not m:
+            continue
+        req = m.group(1).strip()
+        target = pip if in_pip and line.startswith("      ") else conda
+        if req not in ("pip", "-e .") and not req.startswith("python"):
+            target[_name(req)] = _spec(req)
+    return conda, pip
+
+
+def test_environment_yml_matches_pyproject_dependencies():
+    project = _pyproject()
+    wanted = {}
+    for req in project["dependencies"] + project["optional-dependencies"]["dev"]:
+        wanted[CONDA_NAMES.get(_name(req), _name(req))] = _spec(req)
+    conda, pip = _environment()
+    listed = {**conda, **pip}
+    assert listed == wanted, (
+        f"environment.yml and pyproject.toml disagree: only in environment.yml "
+        f"{sorted(set(listed) - set(wanted))}, only in pyproject {sorted(set(wanted) - set(listed))}, "
+        f"different versions {sorted(k for k in set(listed) & set(wanted) if listed[k] != wanted[k])}")
+
+
+def test_python_version_floor_agrees():
+    floor = _pyproject()["requires-python"]
+    assert f"python{floor}" in (ROOT / "environment.yml").read_text().replace(" ", "")
+
+
+def test_readme_opens_with_the_three_commands():
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"```bash\n(.*?)```", text, re.S).group(1)
+    commands = [line.split("#")[0].strip() for line in block.strip().splitlines()]
+    assert commands == ['pip install -e ".[dev]"', "labkit run notebooks --quick", "pytest"]
+    assert "pytest" in (ROOT / ".ci" / "run").read_text().splitlines()
+    assert 'pip install -e ".[dev]"' in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_table_lists_every_notebook():
+    text = (ROOT / "README.md").read_text()
+    for nb in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        assert f"`{nb.stem}`" in text, f"README's notebook table does not list {nb.stem}"
+
+
+def test_console_script_and_public_names():
+    assert _pyproject()["scripts"]["labkit"] == "labkit.cli:main"
+    import labkit as lk
+    for name in ["Trainer", "History", "Callback", "EarlyStopping", "Checkpoint", "LRSchedule",
+                 "DivergenceGuard", "ProgressBar", "LivePlot", "ControlPanel", "record", "records",
+                 "seed_everything", "pick_device", "data", "models"]:
+        assert hasattr(lk, name), name
+    assert callable(lk.models.MLP)
+
+
+@pytest.mark.parametrize("nb", sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")), ids=lambda p: p.stem)
+def test_notebook_conventions(nb):
+    cells = json.loads(nb.read_text())["cells"]
+    tagged = [c for c in cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, "exactly one cell tagged 'parameters' (papermill)"
+    source = "".join(tagged[0]["source"])
+    for name in ("quick", "seed", "device"):
+        assert re.search(rf"^{name}\s*=", source, re.M), f"parameters cell has no {name!r}"
+    assert "lk.quick_default()" in source, "quick's default should follow LABKIT_QUICK (nbval passes no parameters)"
+    for c in cells:
+        if c["cell_type"] == "code":
+            assert not c.get("outputs") and c.get("execution_count") is None, "saved with outputs"
+    text = "".join("".join(c["source"]) for c in cells)
+    assert "lk.record(" in text, "a notebook reports its key results with lk.record"
+    assert "xercise" in text, "a notebook ends with exercises"
+    assert re.match(r"\d\d_[a-z0-9_]+$", nb.stem)
