@@ -12,7 +12,11 @@ import os
 MODES = ("live", "headless", "script")
 
 
+_seen_live = False     # a live front end answered before: threads it started see it too
+
+
 def frontend() -> str:
+    global _seen_live
     forced = os.environ.get("LABKIT_FRONTEND", "").strip().lower()
     if forced:
         if forced not in MODES:
@@ -27,10 +31,17 @@ def frontend() -> str:
     if kernel is None:
         return "script"                  # plain python, or a terminal IPython
     try:
-        parent = kernel.get_parent("shell")
-    except Exception:
-        parent = getattr(kernel, "_parent_header", {}) or {}
-    # JupyterLab, Notebook 7 and VS Code send the cell's id in the request metadata;
-    # papermill, nbconvert and nbval (through nbclient/jupyter_client) send none.
-    metadata = (parent or {}).get("metadata") or {}
-    return "live" if ("cellId" in metadata or "deletedCells" in metadata) else "headless"
+        parent = kernel.get_parent("shell") or {}
+    except Exception:                    # e.g. a thread with no request of its own
+        parent = {}
+    msg_type = (parent.get("header") or {}).get("msg_type", "")
+    metadata = parent.get("metadata") or {}
+    # JupyterLab, Notebook 7 and VS Code send the cell's id with each execute request, and only a
+    # front end with widgets sends comm messages (a button click); papermill, nbconvert and nbval
+    # (nbclient/jupyter_client) send neither.
+    if "cellId" in metadata or "deletedCells" in metadata or msg_type.startswith("comm_"):
+        _seen_live = True
+        return "live"
+    if msg_type == "execute_request":
+        return "headless"
+    return "live" if _seen_live else "headless"

@@ -55,34 +55,46 @@ def _series(rows: list[dict], key: str):
     return [p[0] for p in pts], [p[1] for p in pts]
 
 
-def history_figure(history, title: str | None = None, height: int = 360) -> go.Figure:
-    """Loss (per step, and per epoch for train and validation) and metrics, against the step."""
-    epoch_keys = sorted({k for r in history.epochs for k in r})
-    metric_keys = [k for k in epoch_keys
-                   if k not in ("step", "epoch", "completed_epoch", "loss", "val_loss", "lr", "time")
-                   and not k.endswith("loss")]
-    cols = 2 if metric_keys else 1
-    fig = make_subplots(rows=1, cols=cols, subplot_titles=("loss", "metrics")[:cols],
-                        horizontal_spacing=0.12)
-    x, y = _decimate(*_series(history.steps, "loss"))
-    fig.add_trace(go.Scatter(x=x, y=y, name="train loss (step)", mode="lines",
-                             line=dict(color=COLORS["train"], width=1), opacity=0.35), 1, 1)
-    for key, color, dash in (("loss", COLORS["train"], None), ("val_loss", COLORS["val"], None)):
+def _metric_keys(history) -> list[str]:
+    keys = sorted({k for r in history.epochs for k in r})
+    return [k for k in keys if k not in ("step", "epoch", "completed_epoch", "lr", "time") and not k.endswith("loss")]
+
+
+def _curves(history) -> list[tuple[str, list, list]]:
+    """(name, steps, values) of every curve: the data of the figure, cheap to recompute."""
+    curves = [("train loss (step)", *_decimate(*_series(history.steps, "loss")))]
+    for key, label in (("loss", "train loss (epoch)"), ("val_loss", "val loss")):
         x, y = _series(history.epochs, key)
         if x:
-            label = "train loss (epoch)" if key == "loss" else "val loss"
-            fig.add_trace(go.Scatter(x=x, y=y, name=label, mode="lines+markers",
-                                     line=dict(color=color, width=2, dash=dash)), 1, 1)
-    palette = ["#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"]
-    for i, key in enumerate(metric_keys):
-        x, y = _series(history.epochs, key)
-        fig.add_trace(go.Scatter(x=x, y=y, name=key, mode="lines+markers",
-                                 line=dict(color=palette[i % len(palette)],
-                                           dash="dot" if not key.startswith("val_") else None)), 1, 2)
-    fig.update_xaxes(title_text="step")
+            curves.append((label, x, y))
+    curves += [(key, *_series(history.epochs, key)) for key in _metric_keys(history)]
+    return curves
+
+
+def _loss_axis_type(history) -> str:
     losses = [r["loss"] for r in history.steps if math.isfinite(r.get("loss", math.nan))]
-    if losses and min(losses) > 0 and max(losses) / min(losses) > 100:
-        fig.update_yaxes(type="log", row=1, col=1)
+    return "log" if losses and min(losses) > 0 and max(losses) / min(losses) > 100 else "linear"
+
+
+def history_figure(history, title: str | None = None, height: int = 360) -> go.Figure:
+    """Loss (per step, and per epoch for train and validation) and metrics, against the step."""
+    curves = _curves(history)
+    cols = 2 if _metric_keys(history) else 1
+    fig = make_subplots(rows=1, cols=cols, subplot_titles=("loss", "metrics")[:cols],
+                        horizontal_spacing=0.12)
+    palette = iter(["#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"] * 3)
+    for name, x, y in curves:
+        if name == "train loss (step)":
+            style = dict(mode="lines", line=dict(color=COLORS["train"], width=1), opacity=0.35)
+        elif name in ("train loss (epoch)", "val loss"):
+            color = COLORS["train"] if name.startswith("train") else COLORS["val"]
+            style = dict(mode="lines+markers", line=dict(color=color, width=2))
+        else:                               # a metric, in the second panel
+            style = dict(mode="lines+markers",
+                         line=dict(color=next(palette), dash=None if name.startswith("val_") else "dot"))
+        fig.add_trace(go.Scatter(x=x, y=y, name=name, **style), 1, 1 if "loss" in name else 2)
+    fig.update_xaxes(title_text="step")
+    fig.update_yaxes(type=_loss_axis_type(history), row=1, col=1)
     fig.update_layout(title=title, height=height, margin=dict(l=50, r=20, t=50 if title else 30, b=40),
                       legend=dict(orientation="h", y=-0.25), template="plotly_white")
     return fig
@@ -107,7 +119,7 @@ class LivePlot(Callback):
         self.title, self.min_interval, self.mode = title, 1.0 / max_fps, mode
         self.display, self.save = display, save
         self.widget = None            # the FigureWidget, in live mode
-        self._last_draw = 0.0
+        self._next_draw = 0.0         # perf_counter() time before which no redraw happens
         self._trainer = None
 
     def on_fit_start(self, trainer, logs):
@@ -115,8 +127,7 @@ class LivePlot(Callback):
         self._trainer = trainer
         if self.mode == "live":
             self._ensure_widget()
-            self._last_draw = time.perf_counter()
-            self.refresh(trainer.history)
+            self._draw(trainer.history)
 
     def _ensure_widget(self):
         if self.widget is None:
@@ -127,10 +138,16 @@ class LivePlot(Callback):
         return self.widget
 
     def on_batch_end(self, trainer, logs):
+        if self.mode == "live" and time.perf_counter() >= self._next_draw:
+            self._draw(trainer.history)
+
+    def _draw(self, history) -> None:
+        """Refresh, then wait at least 1/max_fps, and 4x as long as the refresh took, before the
+        next one: drawing stays a small share of training however slow the machine is."""
+        t0 = time.perf_counter()
+        self.refresh(history)
         now = time.perf_counter()
-        if self.mode == "live" and now - self._last_draw >= self.min_interval:
-            self._last_draw = now
-            self.refresh(trainer.history)
+        self._next_draw = now + max(self.min_interval, 4 * (now - t0))
 
     def on_epoch_end(self, trainer, logs):
         self.on_batch_end(trainer, logs)
@@ -144,17 +161,17 @@ class LivePlot(Callback):
             history_figure(trainer.history, self.title).write_html(self.save, include_plotlyjs=True)
 
     def refresh(self, history) -> None:
-        """Redraw the live figure from a history: traces updated in place when they are the same
-        ones; otherwise (say, validation metrics appeared) the figure is taken over whole."""
-        if self.widget is None:
-            return
-        new = history_figure(history, self.title)
-        with self.widget.batch_update():
-            if [t.name for t in self.widget.data] == [t.name for t in new.data]:
-                for old_trace, new_trace in zip(self.widget.data, new.data):
-                    old_trace.x, old_trace.y = new_trace.x, new_trace.y
-                self.widget.layout.yaxis.type = new.layout.yaxis.type
-            else:
-                self.widget.data = ()
-                self.widget.layout = new.layout
-                self.widget.add_traces(list(new.data))  # each trace names its own subplot axes
+        """Redraw the live figure from a history: the curves' data updated in place when they are
+        the same curves; otherwise (say, validation metrics appeared) the figure is taken over whole."""
+        if self.widget is not None:
+            curves = _curves(history)
+            with self.widget.batch_update():
+                if [t.name for t in self.widget.data] == [c[0] for c in curves]:
+                    for trace, (_, x, y) in zip(self.widget.data, curves):
+                        trace.x, trace.y = x, y
+                    self.widget.layout.yaxis.type = _loss_axis_type(history)
+                else:
+                    new = history_figure(history, self.title)
+                    self.widget.data = ()
+                    self.widget.layout = new.layout
+                    self.widget.add_traces(list(new.data))  # each trace names its own subplot axes

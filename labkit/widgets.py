@@ -118,7 +118,9 @@ class ControlPanel:
         self.lr.observe(self._on_lr, names="value")
 
         # live: the panel shows the plot's widget itself; headless: the plot shows its final figure
-        self.plot = LivePlot(title=title, mode=self.mode, display=self.mode != "live")
+        # (live, the panel's heading already names it; headless, the figure stands alone)
+        self.plot = LivePlot(title=None if self.mode == "live" else title, mode=self.mode,
+                             display=self.mode != "live")
         self.plot._trainer = trainer
         controls = [self.lr, self.epochs, self.optimizer] + ([self.batch_size] if self.batch_size else [])
         controls += list(self.params.values())
