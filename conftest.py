@@ -6,4 +6,7 @@ pytest starts (papermill and nbval), so `pytest` runs the course in quick mode.
 import os
 
 os.environ.setdefault("LABKIT_QUICK", "1")
+# One intra-op thread per process: the course's models are small, and on a 2-core machine that also
+# runs the test process and a kernel, more threads fight each other (several times slower).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("PYDEVD_DISABLE_FILE_VALIDATION", "1")

@@ -45,6 +45,15 @@ def _control(name: str, spec):
                     f"or an ipywidgets widget; got {spec!r}")
 
 
+def _range(widget) -> tuple:
+    """(min, max) of a slider's values, or (None, None) for other controls."""
+    if isinstance(widget, W.FloatLogSlider):
+        return widget.base ** widget.min, widget.base ** widget.max
+    if isinstance(widget, (W.FloatSlider, W.IntSlider)):
+        return widget.min, widget.max
+    return None, None
+
+
 class _Status(Callback):
     """Writes progress into the panel's status line, at most 4 times a second."""
 
@@ -142,6 +151,10 @@ class ControlPanel:
                                  f"{['lr', 'epochs', 'optimizer', 'batch_size'] + list(self.params)}")
             if name == "lr":
                 check_lr(value)
+            lo, hi = _range(widget)
+            if lo is not None and not lo <= value <= hi:   # a slider would silently clamp it
+                hint = " (build the panel with a wider lr_range)" if name == "lr" else ""
+                raise ValueError(f"{name}={value!r} is outside the control's range [{lo:g}, {hi:g}]{hint}")
             widget.value = value
         return self
 

@@ -105,3 +105,12 @@ def test_notebook_conventions(nb):
     assert "lk.record(" in text, "a notebook reports its key results with lk.record"
     assert "xercise" in text, "a notebook ends with exercises"
     assert re.match(r"\d\d_[a-z0-9_]+$", nb.stem)
+
+
+@pytest.mark.parametrize("nb", sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")), ids=lambda p: p.stem)
+def test_papermill_infers_every_parameter(nb):
+    """papermill reads the parameters cell line by line; a comment containing '=' hides a parameter."""
+    from papermill.inspection import _infer_parameters
+    from papermill.iorw import load_notebook_node
+    names = [p.name for p in _infer_parameters(load_notebook_node(str(nb)))]
+    assert {"quick", "seed", "device"} <= set(names), f"papermill infers only {names}"

@@ -115,6 +115,10 @@ def test_control_panel_headless_train_uses_controls(monkeypatch):
         panel.set(width=3)
     with pytest.raises(ValueError, match="lr must be"):
         panel.set(lr=-1)
+    with pytest.raises(ValueError, match=r"lr=100 is outside the control's range \[1e-05, 10\].*lr_range"):
+        panel.set(lr=100)
+    with pytest.raises(ValueError, match="epochs=500 is outside"):
+        panel.set(epochs=500)
 
 
 def test_control_panel_batch_size_and_params_rebuild(monkeypatch):
