@@ -26,7 +26,7 @@ def run_notebook(tmp_path_factory):
     cache: dict = {}
 
     def run(name: str, **parameters) -> Executed:
-        key = (name, tuple(sorted(parameters.items())))
+        key = (name, repr(sorted(parameters.items())))       # values may be lists
         if key not in cache:
             src = NOTEBOOKS / f"{name}.ipynb"
             assert src.exists(), f"no notebook {src}"

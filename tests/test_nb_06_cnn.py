@@ -1,0 +1,40 @@
+"""06_cnn: convolution and pooling from scratch, shapes and the flatten-size bug, a LeNet-style CNN
+against chapter 3's MLP, and batch normalization (quick mode)."""
+import pytest
+
+pytestmark = pytest.mark.notebook
+
+
+def cnn_param_count(width, hidden=64, batchnorm=True, n_classes=10):
+    """lk.models.CNN on 1x8x8 inputs, channels (width, 2 * width): two 3x3 convs (no bias with batch
+    norm, which brings a scale and a shift per channel instead), then 2x2 pixels -> hidden -> classes."""
+    c1, c2 = width, 2 * width
+    convs = 9 * c1 + 9 * c1 * c2 + (2 * (c1 + c2) if batchnorm else c1 + c2)
+    return convs + (4 * c2 + 1) * hidden + (hidden + 1) * n_classes
+
+
+def test_06_cnn_quick(run_notebook):
+    nb = run_notebook("06_cnn")
+    r = nb.records
+    # loops and unfold + matmul agree with F.conv2d over strides, paddings and channel counts
+    assert 0 <= r["conv_max_error"] <= 1e-5
+    # the default CNN (width 16, batch norm) and chapter 3's MLP [64, 128, 128, 10]
+    assert r["cnn_params"] == cnn_param_count(16) == 13_754
+    assert r["mlp_params"] == (64 + 1) * 128 + (128 + 1) * 128 + (128 + 1) * 10
+    assert r["cnn_epochs"] == 6                            # quick mode caps the epochs
+    # after 6 epochs the CNN, with half the parameters, is already ahead of the MLP
+    assert r["cnn_test_accuracy"] > 0.97
+    assert 0.85 < r["mlp_test_accuracy"] < r["cnn_test_accuracy"]
+    assert r["cnn_seconds"] > 0 and r["mlp_seconds"] > 0
+    # batch norm: the same CNN, seed and epochs train faster with it
+    assert r["bn_test_accuracy"] > r["nobn_test_accuracy"]
+    assert r["bn_val_loss"] < r["nobn_val_loss"]
+    assert nb.path.stat().st_size < 1_000_000
+
+
+def test_06_cnn_parameters_are_used(run_notebook):
+    r = run_notebook("06_cnn", width=4, batchnorm=False, epochs=2).records
+    assert r["cnn_params"] == cnn_param_count(4, batchnorm=False)
+    assert r["cnn_epochs"] == 2
+    # two epochs of a 4-channel CNN: it has learned something, but is far from trained
+    assert 0.2 < r["cnn_test_accuracy"] < 0.97
