@@ -51,9 +51,9 @@ def check_int(name: str, value, minimum: int | None = None, maximum: int | None 
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an int, got {type(value).__name__} {value!r}")
     if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
-        lo = "" if minimum is None else f">= {minimum}"
-        hi = "" if maximum is None else f"<= {maximum}"
-        raise ValueError(f"{name} must be an int {' and '.join(s for s in (lo, hi) if s)}, got {value!r}")
+        allowed = (f"in [{minimum}, {maximum}]" if minimum is not None and maximum is not None
+                   else f">= {minimum}" if minimum is not None else f"<= {maximum}")
+        raise ValueError(f"{name} must be an int {allowed}, got {value!r}")
     return int(value)
 
 

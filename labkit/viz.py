@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .callbacks import Callback
+from .hparams import check_int
 from .frontend import frontend
 from .plots import show
 
@@ -36,14 +37,6 @@ def _check_points(X, y):
     if len(X) == 0:
         raise ValueError("X must hold at least one point, got an empty array")
     return X if X.is_floating_point() else X.float(), y.long()
-
-
-def _check_int(name, value, minimum, maximum):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int in [{minimum}, {maximum}], got {type(value).__name__} {value!r}")
-    if not minimum <= value <= maximum:
-        raise ValueError(f"{name} must be an int in [{minimum}, {maximum}], got {value!r}")
-    return int(value)
 
 
 @torch.no_grad()
@@ -99,7 +92,7 @@ def decision_boundary_figure(model, X, y, grid: int = 100, margin: float = 0.5, 
     if not callable(model):
         raise TypeError(f"model must be a torch.nn.Module or a function X -> logits, got {type(model).__name__}")
     X, y = _check_points(X, y)
-    _check_int("grid", grid, 10, 1000)
+    check_int("grid", grid, minimum=10, maximum=1000)
     if isinstance(margin, bool) or not isinstance(margin, numbers.Real) or not margin >= 0:
         raise ValueError(f"margin must be a number >= 0 (space around the points), got {margin!r}")
     xs, ys, z, n_classes = _grid(model, X, grid, margin)
@@ -148,8 +141,8 @@ class BoundaryPlot(Callback):
     def __init__(self, X, y, every: int = 10, grid: int = 100, title: str | None = None,
                  max_fps: float = 4.0, mode: str | None = None, display: bool = True):
         self.X, self.y = _check_points(X, y)
-        self.every = _check_int("every", every, 1, 10**9)
-        self.grid = _check_int("grid", grid, 10, 1000)
+        self.every = check_int("every", every, minimum=1)
+        self.grid = check_int("grid", grid, minimum=10, maximum=1000)
         if mode not in (None, "live", "headless", "script"):
             raise ValueError(f"mode must be None (auto), 'live', 'headless' or 'script', got {mode!r}")
         if isinstance(max_fps, bool) or not isinstance(max_fps, numbers.Real) or not max_fps > 0:
