@@ -171,3 +171,20 @@ def test_bad_trainer_or_data():
         lr_find(trainer, [(torch.zeros(2, 1), torch.zeros(2, 1))])
     result = lr_find(trainer, data.train, num_steps=10)   # a bare DataLoader is fine
     assert len(result.lrs) == 10
+
+
+def test_no_finite_loss_at_all_is_a_clear_error():
+    class AlwaysNaN(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.linear = nn.Linear(1, 1)
+
+        def forward(self, x):
+            return self.linear(x) * math.nan
+
+    lk.seed_everything(0)
+    data = lk.data.synthetic_regression(n=100, batch_size=16)
+    trainer = lk.Trainer(AlwaysNaN(), loss="mse", optimizer="sgd", lr=0.01, device="cpu")
+    with pytest.raises(ValueError, match="recorded 0 finite loss"):
+        lr_find(trainer, data)
+    assert trainer.step == 0 and trainer.lr == 0.01

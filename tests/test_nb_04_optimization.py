@@ -1,0 +1,43 @@
+"""04_optimization: executed in quick mode; its records must show a working notebook."""
+import math
+
+import pytest
+
+pytestmark = pytest.mark.notebook
+
+OPTIMIZERS = {"GD", "SGD", "momentum", "AdaGrad", "RMSProp", "Adam"}
+SCHEDULES = {"fixed", "step", "exponential", "cosine", "warm-up", "one-cycle"}
+
+
+def test_04_optimization_quick(run_notebook):
+    nb = run_notebook("04_optimization")
+    r = nb.records
+    # each optimizer written from scratch took the same 100 steps as torch.optim's
+    assert set(r["optimizer_max_abs_diff"]) == OPTIMIZERS
+    assert max(r["optimizer_max_abs_diff"].values()) <= 1e-6
+    # ... and trained the common task: far below the loss of guessing (ln 10 = 2.3)
+    assert set(r["optimizer_final_loss"]) == OPTIMIZERS
+    assert all(0 <= loss < 0.6 for loss in r["optimizer_final_loss"].values()), r["optimizer_final_loss"]
+    assert all(acc > 0.85 for acc in r["optimizer_val_accuracy"].values()), r["optimizer_val_accuracy"]
+    # every schedule trained (none diverged to chance level)
+    assert set(r["schedule_val_accuracy"]) == SCHEDULES
+    assert all(acc > 0.5 for acc in r["schedule_val_accuracy"].values()), r["schedule_val_accuracy"]
+    # the range test suggests a sane rate for SGD + momentum, and training with it works
+    assert 1e-3 < r["lr_find_suggestion"] < 2.0
+    assert r["lr_find_val_accuracy"] > 0.85
+    # batch size: gradient noise falls and throughput rises with the batch size
+    rows = r["batch_size_table"]
+    assert len(rows) >= 2 and [row["batch_size"] for row in rows] == sorted(row["batch_size"] for row in rows)
+    noise = [row["gradient_noise"] for row in rows]
+    assert all(a > b for a, b in zip(noise, noise[1:])), noise
+    assert rows[-1]["samples_per_second"] > 2 * rows[0]["samples_per_second"]
+    for row in rows:
+        assert row["lr_scaled"] == pytest.approx(row["lr_same"] * row["batch_size"] / 64)
+        assert math.isfinite(row["val_accuracy_scaled_lr"]) and 0 <= row["val_accuracy_scaled_lr"] <= 1
+    assert nb.path.stat().st_size < 1_000_000
+
+
+def test_04_optimization_checks_its_parameters(run_notebook):
+    from papermill.exceptions import PapermillExecutionError
+    with pytest.raises(PapermillExecutionError, match="parameter 'momentum' must be float"):
+        run_notebook("04_optimization", momentum="high")
