@@ -1,6 +1,6 @@
 """Trainer overhead against a plain PyTorch loop doing the same work, measured in one run.
 
-    python benchmarks/overhead.py [--repeats 7] [--epochs 5] [--threads 2]
+    python benchmarks/overhead.py [--repeats 7] [--epochs 15] [--threads 2]
 
 Both sides train the same model from the same initial weights on the same batches, record every
 step's loss as a float (what you need to plot a curve) and evaluate the validation split after
@@ -103,7 +103,7 @@ def _headless(cb):
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--repeats", type=int, default=7)
-    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--epochs", type=int, default=15)   # the digits MLP of the targets
     p.add_argument("--threads", type=int, default=2)
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)

@@ -11,7 +11,6 @@ import math
 import time
 
 import plotly.graph_objects as go
-from plotly.subplots import make_subplots
 
 from .callbacks import Callback
 from .frontend import frontend
@@ -19,6 +18,7 @@ from .frontend import frontend
 PLOTLY_MIME = "application/vnd.plotly.v1+json"
 MAX_POINTS = 2000      # per trace: enough to see the shape, small enough to redraw 4 times a second
 COLORS = {"train": "#1f77b4", "val": "#ff7f0e", "test": "#2ca02c"}
+AXIS = {"gridcolor": "#e8e8e8", "linecolor": "#bbbbbb", "showline": True, "zeroline": False}
 
 
 def use_small_renderer() -> None:
@@ -76,28 +76,47 @@ def _loss_axis_type(history) -> str:
     return "log" if losses and min(losses) > 0 and max(losses) / min(losses) > 100 else "linear"
 
 
+def figure_dict(history, title: str | None = None, height: int = 360) -> dict:
+    """The curves figure as plain plotly JSON ({"data": [...], "layout": {...}}): what
+    history_figure wraps, and what a headless LivePlot displays without building a Figure."""
+    curves = _curves(history)
+    two = bool(_metric_keys(history))
+    palette = iter(["#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"] * 3)
+    data = []
+    for name, x, y in curves:
+        trace = {"type": "scatter", "name": name, "x": x, "y": y, "mode": "lines+markers"}
+        if name == "train loss (step)":
+            trace.update(mode="lines", line={"color": COLORS["train"], "width": 1}, opacity=0.35)
+        elif name in ("train loss (epoch)", "val loss"):
+            trace["line"] = {"color": COLORS["train"] if name.startswith("train") else COLORS["val"], "width": 2}
+        else:                               # a metric, in the second panel
+            trace.update(line={"color": next(palette), "dash": "solid" if name.startswith("val_") else "dot"},
+                         xaxis="x2", yaxis="y2")
+        data.append(trace)
+    left = [0, 0.44] if two else [0, 1]
+    layout = {
+        "title": {"text": title}, "height": height, "plot_bgcolor": "white", "paper_bgcolor": "white",
+        "margin": {"l": 50, "r": 20, "t": 50 if title else 30, "b": 40},
+        "legend": {"orientation": "h", "y": -0.25},
+        "xaxis": {"domain": left, "anchor": "y", "title": {"text": "step"}, **AXIS},
+        "yaxis": {"anchor": "x", "type": _loss_axis_type(history), **AXIS},
+        "annotations": [_panel_title("loss", left)],
+    }
+    if two:
+        layout.update(xaxis2={"domain": [0.56, 1], "anchor": "y2", "title": {"text": "step"}, **AXIS},
+                      yaxis2={"anchor": "x2", **AXIS})
+        layout["annotations"].append(_panel_title("metrics", [0.56, 1]))
+    return {"data": data, "layout": layout}
+
+
+def _panel_title(text: str, domain: list) -> dict:
+    return {"text": text, "x": sum(domain) / 2, "y": 1.0, "xref": "paper", "yref": "paper",
+            "xanchor": "center", "yanchor": "bottom", "showarrow": False, "font": {"size": 14}}
+
+
 def history_figure(history, title: str | None = None, height: int = 360) -> go.Figure:
     """Loss (per step, and per epoch for train and validation) and metrics, against the step."""
-    curves = _curves(history)
-    cols = 2 if _metric_keys(history) else 1
-    fig = make_subplots(rows=1, cols=cols, subplot_titles=("loss", "metrics")[:cols],
-                        horizontal_spacing=0.12)
-    palette = iter(["#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf"] * 3)
-    for name, x, y in curves:
-        if name == "train loss (step)":
-            style = dict(mode="lines", line=dict(color=COLORS["train"], width=1), opacity=0.35)
-        elif name in ("train loss (epoch)", "val loss"):
-            color = COLORS["train"] if name.startswith("train") else COLORS["val"]
-            style = dict(mode="lines+markers", line=dict(color=color, width=2))
-        else:                               # a metric, in the second panel
-            style = dict(mode="lines+markers",
-                         line=dict(color=next(palette), dash=None if name.startswith("val_") else "dot"))
-        fig.add_trace(go.Scatter(x=x, y=y, name=name, **style), 1, 1 if "loss" in name else 2)
-    fig.update_xaxes(title_text="step")
-    fig.update_yaxes(type=_loss_axis_type(history), row=1, col=1)
-    fig.update_layout(title=title, height=height, margin=dict(l=50, r=20, t=50 if title else 30, b=40),
-                      legend=dict(orientation="h", y=-0.25), template="plotly_white")
-    return fig
+    return go.Figure(figure_dict(history, title, height))
 
 
 class LivePlot(Callback):
@@ -156,7 +175,9 @@ class LivePlot(Callback):
         if self.mode == "live":
             self.refresh(trainer.history)
         elif self.mode == "headless" and self.display:
-            show(history_figure(trainer.history, self.title), mode="headless")
+            from IPython.display import display
+            display({PLOTLY_MIME: figure_dict(trainer.history, self.title),
+                     "text/plain": f"<training curves: {trainer.step} steps>"}, raw=True)
         if self.save:
             history_figure(trainer.history, self.title).write_html(self.save, include_plotlyjs=True)
 

@@ -249,14 +249,14 @@ class Trainer:
     def train_step(self, batch, update: bool = True) -> dict | None:
         """One forward/backward pass; an optimizer step when `update` (see `accumulate`)."""
         x, y = self._to_device(batch)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+        with self._autocast():
             loss = self.compute_loss(self.net(x), y)
         loss_value = self._mean_over_processes(loss)
         if not math.isfinite(loss_value):       # never step on a NaN: the DivergenceGuard decides
             self.optimizer.zero_grad(set_to_none=True)
             self.step += 1
             return {"step": self.step, "epoch": self.epoch, "loss": loss_value, "lr": self.lr_now}
-        self.scaler.scale(loss / self.accumulate).backward()
+        self.scaler.scale(loss / self.accumulate if self.accumulate > 1 else loss).backward()
         if not update:
             self._micro_losses.append(loss_value)
             return None
@@ -298,7 +298,7 @@ class Trainer:
             metric.to(self.device)
         for batch in loader:
             x, y = self._to_device(batch)
-            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            with self._autocast():
                 output = self.model(x)
                 loss = self.compute_loss(output, y)
             total += loss.item() * len(y)
@@ -402,6 +402,12 @@ class Trainer:
             logs.update({f"val_{k}": v for k, v in self.evaluate(val_loader).items()})
         self.history.epochs.append(logs)
         self._call(callbacks, "on_epoch_end", logs)
+
+    def _autocast(self):
+        """Mixed precision when amp is on; otherwise nothing (not even a disabled autocast)."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
 
     def _call(self, callbacks, hook: str, logs: dict) -> None:
         for cb in callbacks:
