@@ -244,6 +244,8 @@ class Trainer:
                 self._end_period(callbacks, val_loader, losses, completed_epoch=False)
         self._call(callbacks, "on_fit_end", {"step": self.step, "epoch": self.epoch,
                                              "stop_reason": self.stop_reason})
+        if self.world_size > 1:
+            torch.distributed.barrier()     # every process returns once rank 0 has saved its files
         return self.history
 
     def train_step(self, batch, update: bool = True) -> dict | None:

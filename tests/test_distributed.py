@@ -42,6 +42,7 @@ SCRIPT = textwrap.dedent('''
                        "losses": [r["loss"] for r in trainer.history.steps],
                        "weight": trainer.model[0].weight.sum().item()}, open(out, "w"))
         if world > 1:
+            torch.distributed.barrier()          # rank 0 has written its file
             torch.distributed.destroy_process_group()
 ''')
 
