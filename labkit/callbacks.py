@@ -169,8 +169,10 @@ class LRSchedule(Callback):
     def _build(self, trainer):
         opt, kw = trainer.optimizer, self.kwargs
         for group in opt.param_groups:
-            group["initial_lr"] = trainer.lr
-            group["lr"] = trainer.lr
+            # each group starts from its own base rate (trainer.lr, or its own for discriminative
+            # rates), not from where a previous fit's schedule left it
+            group.setdefault("initial_lr", group["lr"])
+            group["lr"] = group["initial_lr"]
         if not isinstance(self.schedule, str):
             made = self.schedule if hasattr(self.schedule, "step") else self.schedule(opt)
             if not hasattr(made, "step"):

@@ -607,6 +607,9 @@ def main(argv=None) -> int:
     """Entry point of the ``labkit`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # kernels and workers inherit this: idle OpenMP threads sleep rather than spin, so parallel
+    # runs on a small machine don't steal each other's cores (a user's own setting wins)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         return args.func(args)
     except (ValueError, FileNotFoundError) as exc:

@@ -113,6 +113,8 @@ class Trainer:
         self.metrics = make_metrics(metrics)
         self.optimizer_spec = optimizer
         self.optimizer = make_optimizer(optimizer, self.model.parameters(), self._lr, self.weight_decay)
+        if isinstance(optimizer, torch.optim.Optimizer):   # its rate is the one in force
+            self._lr = check_lr(self.optimizer.param_groups[0]["lr"])
         self.amp_dtype = _amp_dtype(amp, self.device)
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.callbacks = list(callbacks)

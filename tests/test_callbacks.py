@@ -156,3 +156,16 @@ def test_divergence_guard_reference_loss_restarts_after_reset():
     trainer.reset()
     trainer.fit(large, epochs=1)               # not an explosion: the first loss of this history is large
     assert trainer.stop_reason is None and trainer.epoch == 1
+
+
+def test_lr_schedule_keeps_discriminative_rates():
+    model = nn.Sequential(nn.Linear(5, 8), nn.Tanh(), nn.Linear(8, 1))
+    opt = torch.optim.SGD([{"params": model[0].parameters(), "lr": 0.001},
+                           {"params": model[2].parameters(), "lr": 0.01}])
+    trainer = lk.Trainer(model, optimizer=opt, device="cpu", callbacks=[lk.LRSchedule("cosine", min_lr=0.0)])
+    assert trainer.lr == 0.001                 # an optimizer instance brings its own rate
+    trainer.fit(bundle(), epochs=1)
+    trainer.fit(bundle(), epochs=1)          # a second fit restarts from each group's base rate
+    body, head = opt.param_groups
+    assert body["initial_lr"] == 0.001 and head["initial_lr"] == 0.01
+    assert trainer.history.steps[10]["lr"] == pytest.approx(0.001)   # first step of the second fit
