@@ -6,7 +6,7 @@
                          callbacks=[lk.LivePlot(), lk.EarlyStopping(patience=5)])
     trainer.fit(data, epochs=20)
 """
-from . import data, models, viz
+from . import data, deploy, models, viz
 from .callbacks import (Callback, Checkpoint, DivergenceGuard, DivergenceWarning, EarlyStopping,
                         LRSchedule, ProgressBar)
 from .device import describe, pick_device, seed_everything
@@ -26,5 +26,5 @@ __all__ = [
     "Trainer", "History", "Callback", "EarlyStopping", "Checkpoint", "LRSchedule", "DivergenceGuard",
     "DivergenceWarning", "ProgressBar", "LivePlot", "ControlPanel", "record", "records",
     "seed_everything", "pick_device", "describe", "frontend", "check_params", "quick_default", "show",
-    "history_figure", "lr_find", "data", "models", "viz",
+    "history_figure", "lr_find", "data", "deploy", "models", "viz",
 ]

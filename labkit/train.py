@@ -194,7 +194,7 @@ class Trainer:
                              f"(got epochs={epochs!r}, steps={steps!r})")
         if epochs is not None:
             check_int("epochs", epochs, minimum=0)
-            steps_per_epoch = max(1, len(train_loader) // self.accumulate)
+            steps_per_epoch = math.ceil(len(train_loader) / self.accumulate)
             self.planned_steps = epochs * steps_per_epoch
         else:
             self.planned_steps = check_int("steps", steps, minimum=0)
@@ -224,8 +224,11 @@ class Trainer:
                 losses, micro = [], 0
                 self.model.train()
                 for batch in train_loader:
-                    logs = self.train_step(batch, update=(micro + 1) % self.accumulate == 0)
+                    # step every `accumulate` micro-batches, and on the last one of the epoch, so
+                    # no leftover gradient leaks into the next epoch
                     micro += 1
+                    logs = self.train_step(batch, update=micro % self.accumulate == 0
+                                           or micro == len(train_loader))
                     if logs is None:            # a micro-batch of an accumulated step
                         continue
                     losses.append(logs["loss"])

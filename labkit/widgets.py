@@ -224,7 +224,7 @@ class ControlPanel:
 
     def _run(self):
         epochs = self.epochs.value
-        self._end_step = self.trainer.step + epochs * max(1, len(self.data.train) // self.trainer.accumulate)
+        self._end_step = self.trainer.step + epochs * math.ceil(len(self.data.train) / self.trainer.accumulate)
         self._set_running(True)
         self.error = None
         self._say(f"Training… {epochs} epochs with {self.trainer.optimizer.__class__.__name__}, "

@@ -318,3 +318,12 @@ def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
         trainer.save_checkpoint(path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]       # no temp file left behind
+
+
+def test_accumulation_leftover_micro_batches_step_at_epoch_end():
+    loader = DataLoader(TensorDataset(torch.randn(40, 3), torch.randn(40, 1)), batch_size=8)  # 5 batches
+    trainer = lk.Trainer(nn.Linear(3, 1), optimizer="sgd", lr=0.1, device="cpu", accumulate=2)
+    trainer.fit(loader, epochs=1)
+    assert trainer.step == 3 and trainer.planned_steps == 3        # 2 + 2 + the leftover 1
+    assert all(p.grad is None for p in trainer.model.parameters())
+    assert trainer._micro_losses == []
