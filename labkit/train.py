@@ -103,8 +103,7 @@ class Trainer:
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
         self.device = pick_device(device)
         self.rank, self.world_size = _init_distributed(self)
-        self.model = model.to(self.device)
-        self.net = _wrap_ddp(self.model, self.device) if self.world_size > 1 else self.model
+        self._place(model)
         self._lr = check_lr(lr)
         self.weight_decay = _check_nonneg("weight_decay", weight_decay)
         self.grad_clip = None if grad_clip is None else _check_positive("grad_clip", grad_clip)
@@ -163,10 +162,14 @@ class Trainer:
         """Train a new model from scratch with the same settings (a fresh optimizer and history)."""
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-        self.model = model.to(self.device)
-        self.net = _wrap_ddp(self.model, self.device) if self.world_size > 1 else self.model
+        self._place(model)
         self._initial_state = copy.deepcopy(self.model.state_dict())
         self.reset()
+
+    def _place(self, model: nn.Module) -> None:
+        """The model on this trainer's device; `net` is what the loop calls (DDP-wrapped under torchrun)."""
+        self.model = model.to(self.device)
+        self.net = _wrap_ddp(self.model, self.device) if self.world_size > 1 else self.model
 
     def stop(self, reason: str = "stopped") -> None:
         """Ask a running fit to end at the next batch boundary (safe from any thread)."""
@@ -192,9 +195,10 @@ class Trainer:
         if (epochs is None) == (steps is None):
             raise ValueError("pass exactly one of epochs=N or steps=N to fit "
                              f"(got epochs={epochs!r}, steps={steps!r})")
+        n_batches = len(train_loader)
         if epochs is not None:
             check_int("epochs", epochs, minimum=0)
-            steps_per_epoch = math.ceil(len(train_loader) / self.accumulate)
+            steps_per_epoch = math.ceil(n_batches / self.accumulate)
             self.planned_steps = epochs * steps_per_epoch
         else:
             self.planned_steps = check_int("steps", steps, minimum=0)
@@ -228,7 +232,7 @@ class Trainer:
                     # no leftover gradient leaks into the next epoch
                     micro += 1
                     logs = self.train_step(batch, update=micro % self.accumulate == 0
-                                           or micro == len(train_loader))
+                                           or micro == n_batches)
                     if logs is None:            # a micro-batch of an accumulated step
                         continue
                     losses.append(logs["loss"])

@@ -58,13 +58,16 @@ class _Status(Callback):
     """Writes progress into the panel's status line, at most 4 times a second."""
 
     def __init__(self, panel: "ControlPanel"):
-        self.panel, self._last = panel, 0.0
+        self.panel, self._last, self._end_step = panel, 0.0, 0
+
+    def on_fit_start(self, trainer, logs):
+        self._end_step = trainer.step + trainer.planned_steps
 
     def on_batch_end(self, trainer, logs):
         now = time.perf_counter()
         if now - self._last >= 0.25:
             self._last = now
-            self.panel._say(f"Training… step {logs['step']}/{self.panel._end_step} · "
+            self.panel._say(f"Training… step {logs['step']}/{self._end_step} · "
                             f"loss {logs['loss']:.4g} · lr {trainer.lr_now:.3g}")
 
 
@@ -90,7 +93,6 @@ class ControlPanel:
         self.error: BaseException | None = None
         self._thread: threading.Thread | None = None
         self._built_with: dict | None = None
-        self._end_step = 0
         style, layout = {"description_width": "110px"}, W.Layout(width="340px")
 
         lo, hi = (math.log10(check_lr(v, "lr_range")) for v in lr_range)
@@ -224,7 +226,6 @@ class ControlPanel:
 
     def _run(self):
         epochs = self.epochs.value
-        self._end_step = self.trainer.step + epochs * math.ceil(len(self.data.train) / self.trainer.accumulate)
         self._set_running(True)
         self.error = None
         self._say(f"Training… {epochs} epochs with {self.trainer.optimizer.__class__.__name__}, "
