@@ -1,4 +1,4 @@
-"""Train chapter 11's tiny GPT with lk.Trainer: in one process, or data-parallel under torchrun.
+"""Train chapter 12's tiny GPT with lk.Trainer: in one process, or data-parallel under torchrun.
 
     python scripts/ddp_train.py --out runs/single.json                                  # one process
     python -m torch.distributed.run --standalone --nproc_per_node=2 \\

@@ -1,4 +1,4 @@
-"""Executes notebooks/08_transformer.ipynb in quick mode and checks what it reports."""
+"""Executes notebooks/09_transformer.ipynb in quick mode and checks what it reports."""
 import math
 
 import pytest
@@ -6,8 +6,8 @@ import pytest
 pytestmark = pytest.mark.notebook
 
 
-def test_08_transformer_quick(run_notebook):
-    nb = run_notebook("08_transformer")
+def test_09_transformer_quick(run_notebook):
+    nb = run_notebook("09_transformer")
     r = nb.records
     # attention, multi-head attention and the block written from scratch agree with PyTorch / lk.models.GPT
     assert r["sdpa_max_error"] <= 1e-5
@@ -27,7 +27,7 @@ def test_08_transformer_quick(run_notebook):
     assert nb.path.stat().st_size < 1_000_000
 
 
-def test_08_transformer_checks_head_count(run_notebook):
+def test_09_transformer_checks_head_count(run_notebook):
     """Parameters reach the model: 3 heads cannot split quick mode's 64 embedding dimensions."""
     with pytest.raises(Exception, match=r"n_embd=64 must be divisible by n_head=3"):
-        run_notebook("08_transformer", n_head=3)
+        run_notebook("09_transformer", n_head=3)

@@ -1,4 +1,4 @@
-"""11_scaling: mixed precision, torch.compile, gradient accumulation and torchrun data parallelism
+"""12_scaling: mixed precision, torch.compile, gradient accumulation and torchrun data parallelism
 through lk.Trainer, each checked against the fp32 single-process baseline (quick mode)."""
 import pytest
 import torch
@@ -6,8 +6,8 @@ import torch
 pytestmark = pytest.mark.notebook
 
 
-def test_11_scaling_quick(run_notebook):
-    nb = run_notebook("11_scaling")
+def test_12_scaling_quick(run_notebook):
+    nb = run_notebook("12_scaling")
     r = nb.records
     on_gpu = torch.cuda.is_available()
 

@@ -1,12 +1,12 @@
-"""07_rnn: RNN, LSTM and GRU cells from scratch, vanishing/exploding gradients and clipping, forecasting,
+"""08_rnn: RNN, LSTM and GRU cells from scratch, vanishing/exploding gradients and clipping, forecasting,
 the adding problem (RNN fails, LSTM succeeds) and a character-level LSTM language model (quick mode)."""
 import pytest
 
 pytestmark = pytest.mark.notebook
 
 
-def test_07_rnn_quick(run_notebook):
-    nb = run_notebook("07_rnn")
+def test_08_rnn_quick(run_notebook):
+    nb = run_notebook("08_rnn")
     r = nb.records
     # the from-scratch cells equal nn.RNN (outputs and BPTT gradients), nn.LSTM and nn.GRU
     for key in ("rnn_max_error", "rnn_grad_max_error", "lstm_max_error", "gru_max_error"):
@@ -46,8 +46,8 @@ def test_07_rnn_quick(run_notebook):
     assert nb.path.stat().st_size < 1_000_000
 
 
-def test_07_rnn_parameters_are_used(run_notebook):
-    r = run_notebook("07_rnn", hidden=8, adding_epochs=2, lm_steps=10, forecast_steps=10, clip_steps=20).records
+def test_08_rnn_parameters_are_used(run_notebook):
+    r = run_notebook("08_rnn", hidden=8, adding_epochs=2, lm_steps=10, forecast_steps=10, clip_steps=20).records
     # hidden=8: an RNN layer has 8 * (2 + 8) weights and 2 * 8 biases, an LSTM four times that; head 8 + 1
     assert r["adding_params"] == {"rnn": 8 * 10 + 16 + 9, "lstm": 4 * (8 * 10 + 16) + 9}
     assert r["lm_steps"] == 10

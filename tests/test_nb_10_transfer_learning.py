@@ -1,4 +1,4 @@
-"""Executes notebooks/09_transfer_learning.ipynb in quick mode and checks what it reports."""
+"""Executes notebooks/10_transfer_learning.ipynb in quick mode and checks what it reports."""
 import pytest
 
 pytestmark = pytest.mark.notebook
@@ -6,8 +6,8 @@ pytestmark = pytest.mark.notebook
 METHODS = ["from scratch", "linear probe", "full fine-tuning", "discriminative rates", "LoRA"]
 
 
-def test_09_transfer_learning_quick(run_notebook):
-    nb = run_notebook("09_transfer_learning")
+def test_10_transfer_learning_quick(run_notebook):
+    nb = run_notebook("10_transfer_learning")
     r = nb.records
     assert r["pretrain_accuracy"] > 0.9                 # digits 0-4, the source task
     assert r["lora_max_error"] <= 1e-5                  # LoRA from scratch == lk.models.LoRALinear
@@ -32,6 +32,6 @@ def test_09_transfer_learning_quick(run_notebook):
     assert nb.path.stat().st_size < 1_000_000
 
 
-def test_09_transfer_learning_checks_fractions(run_notebook):
+def test_10_transfer_learning_checks_fractions(run_notebook):
     with pytest.raises(Exception, match=r"fractions must be a non-empty list of numbers in \(0, 1\]"):
-        run_notebook("09_transfer_learning", fractions=[0.0, 0.5])
+        run_notebook("10_transfer_learning", fractions=[0.0, 0.5])

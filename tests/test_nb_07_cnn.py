@@ -1,4 +1,4 @@
-"""06_cnn: convolution and pooling from scratch, shapes and the flatten-size bug, a LeNet-style CNN
+"""07_cnn: convolution and pooling from scratch, shapes and the flatten-size bug, a LeNet-style CNN
 against chapter 3's MLP, and batch normalization (quick mode)."""
 import pytest
 
@@ -13,8 +13,8 @@ def cnn_param_count(width, hidden=64, batchnorm=True, n_classes=10):
     return convs + (4 * c2 + 1) * hidden + (hidden + 1) * n_classes
 
 
-def test_06_cnn_quick(run_notebook):
-    nb = run_notebook("06_cnn")
+def test_07_cnn_quick(run_notebook):
+    nb = run_notebook("07_cnn")
     r = nb.records
     # loops and unfold + matmul agree with F.conv2d over strides, paddings and channel counts
     assert 0 <= r["conv_max_error"] <= 1e-5
@@ -32,8 +32,8 @@ def test_06_cnn_quick(run_notebook):
     assert nb.path.stat().st_size < 1_000_000
 
 
-def test_06_cnn_parameters_are_used(run_notebook):
-    r = run_notebook("06_cnn", width=4, batchnorm=False, epochs=2).records
+def test_07_cnn_parameters_are_used(run_notebook):
+    r = run_notebook("07_cnn", width=4, batchnorm=False, epochs=2).records
     assert r["cnn_params"] == cnn_param_count(4, batchnorm=False)
     assert r["cnn_epochs"] == 2
     # two epochs of a 4-channel CNN: it has learned something, but is far from trained

@@ -1,4 +1,4 @@
-"""10_deployment: safe save/load, torch.export and ONNX against PyTorch, and int8 quantization,
+"""11_deployment: safe save/load, torch.export and ONNX against PyTorch, and int8 quantization,
 magnitude pruning and distillation measured on the same two trained models (quick mode)."""
 import math
 
@@ -7,8 +7,8 @@ import pytest
 pytestmark = pytest.mark.notebook
 
 
-def test_10_deployment_quick(run_notebook):
-    nb = run_notebook("10_deployment")
+def test_11_deployment_quick(run_notebook):
+    nb = run_notebook("11_deployment")
     r = nb.records
     # the two models train (quick mode: 10 epochs / 200 steps; an untrained GPT scores ln(103) = 4.6)
     assert r["cnn_test_accuracy"] > 0.9
@@ -63,9 +63,9 @@ def test_10_deployment_quick(run_notebook):
     assert nb.path.stat().st_size < 1_000_000
 
 
-def test_10_deployment_alpha_one_distills_nothing(run_notebook):
+def test_11_deployment_alpha_one_distills_nothing(run_notebook):
     # alpha=1 gives all the weight to the true labels: each distilled student must then be its
     # twin trained alone, bit for bit (same weights, batches and loss)
-    r = run_notebook("10_deployment", alpha=1.0).records
+    r = run_notebook("11_deployment", alpha=1.0).records
     assert r["kd_digits"]["distilled"] == r["kd_digits"]["alone"]
     assert r["kd_gpt"]["distilled"] == r["kd_gpt"]["alone"]
