@@ -32,8 +32,9 @@ def run_notebook(tmp_path_factory):
             assert src.exists(), f"no notebook {src}"
             out = tmp_path_factory.mktemp("executed") / src.name
             t0 = time.perf_counter()
+            # run from an unrelated working directory: a notebook must not depend on where it is started
             pm.execute_notebook(str(src), str(out), parameters={"quick": True, **parameters},
-                                kernel_name="python3", cwd=str(NOTEBOOKS), progress_bar=False)
+                                kernel_name="python3", cwd=str(out.parent), progress_bar=False)
             cache[key] = Executed(out, lk.records(out), time.perf_counter() - t0)
         return cache[key]
 

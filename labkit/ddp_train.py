@@ -1,10 +1,10 @@
 """Train chapter 12's tiny GPT with lk.Trainer: in one process, or data-parallel under torchrun.
 
-    python scripts/ddp_train.py --out runs/single.json                                  # one process
+    python -m labkit.ddp_train --out runs/single.json                                   # one process
     python -m torch.distributed.run --standalone --nproc_per_node=2 \\
-        scripts/ddp_train.py --out runs/ddp.json                                        # two processes
+        -m labkit.ddp_train --out runs/ddp.json                                         # two processes
 
-The same code does both. torchrun starts one copy of this script per process and tells each its
+The same code does both. torchrun starts one copy of this module per process and tells each its
 RANK, LOCAL_RANK and WORLD_SIZE through environment variables; lk.Trainer sees WORLD_SIZE > 1,
 joins the process group (gloo on CPUs, nccl on GPUs), wraps the model in DistributedDataParallel
 and gives each process its own shard of the data. --batch-size is the *global* batch: each of N
@@ -15,15 +15,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))   # run from a checkout without installing
-import labkit as lk  # noqa: E402
+import labkit as lk
 
 
 def parse_args(argv=None) -> argparse.Namespace:
