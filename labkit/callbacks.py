@@ -191,7 +191,7 @@ class LRSchedule(Callback):
             raise ValueError(f"unknown schedule {schedule!r}{suggest(schedule, self.NAMES)}; use one of "
                              f"{self.NAMES}, a torch.optim.lr_scheduler instance, or a function "
                              "optimizer -> scheduler")
-        elif not (hasattr(schedule, "step") or callable(schedule)):
+        elif not isinstance(schedule, str) and not (hasattr(schedule, "step") or callable(schedule)):
             raise TypeError(f"schedule must be one of {self.NAMES}, a torch.optim.lr_scheduler instance, "
                             f"or a function optimizer -> scheduler; got {type(schedule).__name__} {schedule!r:.60}")
         if interval not in (None, "step", "epoch"):
