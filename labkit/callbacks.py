@@ -9,7 +9,6 @@ trainer and may call `trainer.stop(reason)`; it never runs the loop itself. Writ
 """
 from __future__ import annotations
 
-import copy
 import math
 import sys
 import time

@@ -11,9 +11,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import math
-import numbers
 import os
-import random
 import signal
 import tempfile
 import threading
@@ -24,15 +22,17 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader
 
 from .callbacks import Callback, DivergenceGuard
 from .checks import check_bool, check_instance, check_int, check_lr, check_number, check_positive
 from .device import pick_device
 from .factories import make_loss, make_metrics, make_optimizer, rebuild_optimizer
 from .models.utils import eval_mode
+from .trainstate import (FORMAT, EpochCursor, check_state, plain_numbers, rng_kept, rng_states,
+                         set_rng_states, unwrap)
 
-CHECKPOINT_FORMAT = "labkit-checkpoint-2"
+CHECKPOINT_FORMAT = FORMAT
 
 
 class History:
@@ -137,7 +137,7 @@ class Trainer:
         self.stop_reason: str | None = None
         self._stop_requested = False
         self._micro_losses: list[float] = []
-        self._cursor: _EpochCursor | None = None   # the epoch in progress (see _run_epoch)
+        self._cursor: EpochCursor | None = None   # the epoch in progress (see _run_epoch)
         self._resume: dict | None = None           # an epoch position to re-create at the next fit
         self._pending_loader_rng = None            # a loader generator state for the next fit
         self._loader: DataLoader | None = None     # the training loader of the last fit
@@ -208,7 +208,7 @@ class Trainer:
         """Back to the initial weights, a fresh optimizer (same class, rate and options), an empty
         history and every callback afresh (EarlyStopping forgets its best, schedules restart)."""
         self._refuse_while_fitting("reset()")
-        _unwrap(self.model).load_state_dict(self._initial_state)
+        unwrap(self.model).load_state_dict(self._initial_state)
         self.optimizer = self._fresh_optimizer(same_parameters=True)
         self._forget_run()
 
@@ -235,7 +235,7 @@ class Trainer:
         """The model on this trainer's device; `net` is what the loop calls (DDP-wrapped under torchrun)."""
         self.model = model.to(self.device)
         self.net = _wrap_ddp(self.model, self.device) if self.world_size > 1 else self.model
-        self._initial_state = copy.deepcopy(_unwrap(self.model).state_dict())
+        self._initial_state = copy.deepcopy(unwrap(self.model).state_dict())
 
     def stop(self, reason: str = "stopped") -> None:
         """Ask a running fit to end at the next batch boundary (safe from any thread)."""
@@ -303,7 +303,7 @@ class Trainer:
         """
         if self._cursor is None:                         # a new epoch
             self._call(callbacks, "on_epoch_start", {"epoch": self.epoch})
-            self._cursor = _EpochCursor(loader, self.epoch)
+            self._cursor = EpochCursor(loader, self.epoch)
         cursor = self._cursor
         self.model.train()
         for batch in cursor:
@@ -316,7 +316,7 @@ class Trainer:
             cursor.losses.append(logs["loss"])
             self.history.steps.append(logs)
             self._call(callbacks, "on_batch_end", logs)
-            _plain_numbers(logs)
+            plain_numbers(logs)
             if last:
                 break
             if self._stop_requested:
@@ -390,7 +390,7 @@ class Trainer:
         for metric in self.metrics.values():
             metric.reset()
             metric.to(self.device)
-        with eval_mode(self.model), _rng_kept():
+        with eval_mode(self.model), rng_kept():
             for batch in loader:
                 x, y = self._to_device(batch)
                 with self._autocast():
@@ -431,8 +431,7 @@ class Trainer:
         """Everything a run is: weights, optimizer (class, options, state), scaler, every
         callback's state, counters, history, random generators and the place in the current
         epoch. Tensors are shared with the live objects: copy.deepcopy it to keep a snapshot."""
-        model = _unwrap(self.model)
-        loader_gen = None if self._loader is None else self._loader.generator
+        model = unwrap(self.model)
         return {
             "format": CHECKPOINT_FORMAT,
             "model_class": type(model).__name__,
@@ -443,11 +442,16 @@ class Trainer:
             "callbacks": {key: cb.state_dict() for key, cb in self._stateful_callbacks()},
             "step": self.step, "epoch": self.epoch, "lr": self._lr,
             "history": self.history.state_dict(),
-            "rng": _rng_states(),
-            "loader": {"generator": self._pending_loader_rng if loader_gen is None or
-                       self._pending_loader_rng is not None else loader_gen.get_state(),
+            "rng": rng_states(),
+            "loader": {"generator": self._loader_generator_state(),
                        "position": self._cursor.position() if self._cursor is not None else self._resume},
         }
+
+    def _loader_generator_state(self):
+        """The shuffle generator of the training loader now (or the one waiting for the next fit)."""
+        if self._pending_loader_rng is not None or self._loader is None or self._loader.generator is None:
+            return self._pending_loader_rng
+        return self._loader.generator.get_state()
 
     def load_state_dict(self, state: dict, source: str = "the state") -> None:
         """Restore what `state_dict()` returned. Every part is checked against this trainer
@@ -457,7 +461,7 @@ class Trainer:
         self._load_state_unlocked(state, source)
 
     def _load_state_unlocked(self, state: dict, source: str = "the state") -> None:
-        self._check_state(state, source)
+        check_state(self, state, source)
         backup = copy.deepcopy(self.state_dict())
         try:
             self._apply_state(state)
@@ -466,7 +470,7 @@ class Trainer:
             raise
 
     def _apply_state(self, state: dict) -> None:
-        _unwrap(self.model).load_state_dict(state["model"])
+        unwrap(self.model).load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         if state["scaler"]:
             self.scaler.load_state_dict(state["scaler"])
@@ -474,68 +478,13 @@ class Trainer:
             cb.load_state_dict(state["callbacks"][key])
         self.step, self.epoch, self._lr = int(state["step"]), int(state["epoch"]), float(state["lr"])
         self.history.load_state_dict(state["history"])
-        _set_rng_states(state["rng"])
+        set_rng_states(state["rng"])
         self._cursor, self._resume = None, state["loader"]["position"]
         self._pending_loader_rng = state["loader"]["generator"]
         self._micro_losses = []
         self.stop_reason, self._stop_requested = None, False
         for options, group in zip(self._group_options, self.optimizer.param_groups):
             options["lr"] = group.get("initial_lr", group["lr"])
-
-    def _check_state(self, state, source: str) -> None:
-        """Refuse a state that does not fit this trainer, before anything is changed."""
-        if not isinstance(state, dict) or not str(state.get("format", "")).startswith("labkit-checkpoint"):
-            raise ValueError(f"{source} was not written by Trainer.save_checkpoint/state_dict "
-                             "(no labkit checkpoint format marker)")
-        if state["format"] != CHECKPOINT_FORMAT:
-            raise ValueError(f"{source} has format {state['format']!r}; this labkit reads "
-                             f"{CHECKPOINT_FORMAT!r} (a checkpoint from an older labkit: train again)")
-        missing = [k for k in ("model", "optimizer_class", "optimizer", "scaler", "callbacks", "step",
-                               "epoch", "lr", "history", "rng", "loader") if k not in state]
-        if missing:
-            raise ValueError(f"{source} lacks {missing}: it is incomplete or damaged")
-        model = _unwrap(self.model)
-        mine = model.state_dict()
-        theirs = state["model"]
-        wrong = [f"{k}: {tuple(theirs[k].shape)} vs {tuple(v.shape)}" for k, v in mine.items()
-                 if k in theirs and hasattr(theirs[k], "shape") and theirs[k].shape != v.shape]
-        absent, extra = sorted(set(mine) - set(theirs)), sorted(set(theirs) - set(mine))
-        if wrong or absent or extra:
-            detail = "; ".join(filter(None, [f"shapes differ ({', '.join(wrong[:3])})" if wrong else "",
-                                             f"missing {absent[:4]}" if absent else "",
-                                             f"unexpected {extra[:4]}" if extra else ""]))
-            raise ValueError(f"{source} holds weights of a different model ({state.get('model_class')}) "
-                             f"than this trainer's ({type(model).__name__}): {detail}")
-        if state["optimizer_class"] != type(self.optimizer).__name__:
-            raise ValueError(f"{source} was saved with optimizer {state['optimizer_class']} but this "
-                             f"trainer uses {type(self.optimizer).__name__}; build the trainer with the "
-                             "same optimizer to resume it")
-        saved_groups, my_groups = state["optimizer"]["param_groups"], self.optimizer.param_groups
-        if [len(g["params"]) for g in saved_groups] != [len(g["params"]) for g in my_groups]:
-            raise ValueError(f"{source} has optimizer parameter groups of sizes "
-                             f"{[len(g['params']) for g in saved_groups]}, this trainer's are "
-                             f"{[len(g['params']) for g in my_groups]}")
-        ignore = {"params", "lr", "initial_lr", "foreach", "fused", "capturable", "differentiable"}
-        for i, (saved, mine_g) in enumerate(zip(saved_groups, my_groups)):
-            differ = {k: (saved[k], mine_g[k]) for k in saved.keys() & mine_g.keys() - ignore
-                      if saved[k] != mine_g[k]}
-            if differ:
-                what = ", ".join(f"{k}={a!r} (here {b!r})" for k, a, b in
-                                 ((k, *v) for k, v in sorted(differ.items())))
-                raise ValueError(f"{source} was saved with other {state['optimizer_class']} options in "
-                                 f"group {i}: {what}; build the trainer with the same options")
-        if bool(state["scaler"]) != self.scaler.is_enabled():
-            raise ValueError(f"{source} was saved with amp={'fp16' if state['scaler'] else 'off/bf16'}"
-                             f" but this trainer has amp={'fp16' if self.scaler.is_enabled() else 'off/bf16'}")
-        mine_cb = {key for key, _ in self._stateful_callbacks()}
-        if set(state["callbacks"]) != mine_cb:
-            raise ValueError(f"{source} holds the state of callbacks {sorted(state['callbacks'])} but this "
-                             f"trainer's callbacks with state are {sorted(mine_cb)}; build the trainer "
-                             "with the same callbacks to resume the run")
-        for key in ("step", "epoch"):
-            if isinstance(state[key], bool) or not isinstance(state[key], int) or state[key] < 0:
-                raise ValueError(f"{source} has {key}={state[key]!r}; expected an int >= 0")
-        check_lr(state["lr"], f"{source}'s lr")
 
     def _stateful_callbacks(self):
         """(key, callback) for each callback with a state_dict; the key is the class name and its
@@ -612,7 +561,7 @@ class Trainer:
             train_loader = _shard(train_loader, self.rank, self.world_size)
         return train_loader, val_loader
 
-    def _continue_epoch(self, loader) -> "_EpochCursor | None":
+    def _continue_epoch(self, loader) -> "EpochCursor | None":
         """The epoch this fit continues: the one in progress on this loader, one re-created from a
         saved position (a checkpoint, or another loader of the same length), or None: a new epoch."""
         if self._cursor is not None and self._cursor.loader is not loader:
@@ -625,7 +574,7 @@ class Trainer:
                               f"has {len(loader)} batches per epoch; the epoch starts again from its "
                               "first batch", RuntimeWarning, stacklevel=3)
             elif position["consumed"] > 0:
-                self._cursor = _EpochCursor(loader, position["epoch"], position)
+                self._cursor = EpochCursor(loader, position["epoch"], position)
         if self._pending_loader_rng is not None and loader.generator is not None:
             loader.generator.set_state(self._pending_loader_rng)
         self._pending_loader_rng = None
@@ -640,7 +589,7 @@ class Trainer:
             logs.update({f"val_{k}": v for k, v in self.evaluate(val_loader).items()})
         self.history.epochs.append(logs)
         self._call(callbacks, "on_epoch_end", logs)
-        _plain_numbers(logs)
+        plain_numbers(logs)
 
     def _autocast(self):
         """Mixed precision when amp is on; otherwise nothing (not even a disabled autocast)."""
@@ -665,89 +614,6 @@ class Trainer:
         return (f"Trainer(model={type(self.model).__name__}, loss={self.loss_name!r}, "
                 f"optimizer={self.optimizer.__class__.__name__}, lr={self._lr:g}, device={self.device}, "
                 f"step={self.step}, epoch={self.epoch})")
-
-
-class _EpochCursor:
-    """Where training stands inside an epoch: the loader's iterator and how many batches it gave.
-
-    It also keeps the random states the epoch's shuffle was drawn from, so `position()` can be
-    saved in a checkpoint and the iterator re-created later: same RNG states, same shuffle, then
-    the batches already used are skipped by index, without loading them.
-    """
-
-    def __init__(self, loader: DataLoader, epoch: int, position: dict | None = None):
-        self.loader, self.epoch, self.n_batches = loader, epoch, len(loader)
-        if hasattr(loader.sampler, "set_epoch"):
-            loader.sampler.set_epoch(epoch)            # DistributedSampler: a new shuffle each epoch
-        if position is None:                           # a new epoch, from the RNG states of now
-            self.consumed, self.losses = 0, []
-            self.rng = {"torch": torch.get_rng_state(),
-                        "loader": None if loader.generator is None else loader.generator.get_state()}
-            self.iterator = iter(loader)
-            return
-        self.consumed, self.losses, self.rng = position["consumed"], list(position["losses"]), position["rng"]
-        now = {"torch": torch.get_rng_state(),
-               "loader": None if loader.generator is None else loader.generator.get_state()}
-        _set_loader_rng(loader, self.rng)
-        self.iterator = iter(loader)
-        _skip(self.iterator, loader, self.consumed)
-        _set_loader_rng(loader, now)
-
-    def __iter__(self):
-        for batch in self.iterator:
-            self.consumed += 1
-            yield batch
-
-    def position(self) -> dict:
-        return {"epoch": self.epoch, "consumed": self.consumed, "n_batches": self.n_batches,
-                "rng": self.rng, "losses": list(self.losses)}
-
-
-def _set_loader_rng(loader, rng: dict) -> None:
-    torch.set_rng_state(rng["torch"])
-    if rng["loader"] is not None and loader.generator is not None:
-        loader.generator.set_state(rng["loader"])
-
-
-def _skip(iterator, loader: DataLoader, n: int) -> None:
-    """Advance a fresh loader iterator by n batches: by index alone when the loader runs in this
-    process over a map-style dataset (nothing is loaded), else by fetching and dropping them."""
-    from torch.utils.data.dataloader import _SingleProcessDataLoaderIter
-    if isinstance(iterator, _SingleProcessDataLoaderIter) and not isinstance(loader.dataset, IterableDataset):
-        for _ in range(n):
-            next(iterator._sampler_iter)
-        iterator._num_yielded += n
-        return
-    for _ in range(n):
-        next(iterator)
-
-
-@contextlib.contextmanager
-def _rng_kept():
-    """Run a block without changing the CPU torch generator (loaders draw a seed from it)."""
-    state = torch.get_rng_state()
-    try:
-        yield
-    finally:
-        torch.set_rng_state(state)
-
-
-def _plain_numbers(logs: dict) -> None:
-    """History rows hold plain Python numbers, so a checkpoint of the history always loads:
-    numpy scalars and 0-d tensors are converted; anything else is refused, naming the key."""
-    for key, value in logs.items():
-        if type(value) in (float, int, bool) or value is None:
-            continue
-        if isinstance(value, (np.generic, np.ndarray, torch.Tensor)) and value.ndim == 0 and \
-                not isinstance(value, (np.str_, np.bytes_)):
-            logs[key] = value.item()
-        elif isinstance(value, numbers.Real):
-            logs[key] = float(value)
-        else:
-            del logs[key]
-            raise TypeError(f"logs[{key!r}] = {value!r:.60} ({type(value).__name__}) cannot go into the "
-                            "history, which holds plain numbers; a callback should store e.g. "
-                            f"logs[{key!r}] = float(value)")
 
 
 def _check_not_empty(loader: DataLoader, what: str) -> None:
@@ -806,21 +672,6 @@ def _check_optimizer_instance(optimizer: torch.optim.Optimizer, model: nn.Module
                                  "set it in one place")
             group["weight_decay"] = weight_decay
         optimizer.defaults["weight_decay"] = weight_decay
-
-
-def _rng_states() -> dict:
-    return {"torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-            "numpy": _numpy_state_to_torch(np.random.get_state()),
-            "random": random.getstate()}
-
-
-def _set_rng_states(rng: dict) -> None:
-    torch.set_rng_state(rng["torch"])
-    if rng["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(rng["cuda"])
-    np.random.set_state(_numpy_state_from_torch(rng["numpy"]))
-    random.setstate(_as_tuple(rng["random"]))
 
 
 # -- small pieces the loop uses ---------------------------------------------------------------------
@@ -925,26 +776,6 @@ def _shard(loader: DataLoader, rank: int, world_size: int) -> DataLoader:
     return DataLoader(loader.dataset, batch_size=loader.batch_size, sampler=sampler,
                       num_workers=loader.num_workers, collate_fn=loader.collate_fn,
                       drop_last=loader.drop_last, pin_memory=loader.pin_memory)
-
-
-def _unwrap(model: nn.Module) -> nn.Module:
-    """The module inside a DistributedDataParallel / torch.compile wrapper."""
-    model = getattr(model, "module", model)
-    return getattr(model, "_orig_mod", model)
-
-
-def _numpy_state_to_torch(state):
-    kind, keys, pos, has_gauss, cached = state
-    return {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-            "has_gauss": int(has_gauss), "cached": float(cached)}
-
-
-def _numpy_state_from_torch(s):
-    return (s["kind"], s["keys"].numpy().astype(np.uint32), s["pos"], s["has_gauss"], s["cached"])
-
-
-def _as_tuple(x):
-    return tuple(_as_tuple(i) for i in x) if isinstance(x, (list, tuple)) else x
 
 
 @contextlib.contextmanager
