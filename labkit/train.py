@@ -264,20 +264,23 @@ class Trainer:
         if (epochs is None) == (steps is None):
             raise ValueError("pass exactly one of epochs=N or steps=N to fit "
                              f"(got epochs={epochs!r}, steps={steps!r})")
+        if epochs is not None:
+            epochs = check_int("epochs", epochs, minimum=0)
+        else:
+            steps = check_int("steps", steps, minimum=0)
+        if eval_every is not None:
+            check_int("eval_every", eval_every, minimum=1)
+        callbacks = self.callbacks + _check_callbacks(callbacks)
         what = f"fit(epochs={epochs})" if steps is None else f"fit(steps={steps})"
         with self._one_fit_at_a_time(what):
             train_loader, val_loader = self._fit_loaders(data)
-            if eval_every is not None:
-                check_int("eval_every", eval_every, minimum=1)
-            callbacks = self.callbacks + _check_callbacks(callbacks)
             steps_per_epoch = math.ceil(len(train_loader) / self.accumulate)
             cursor = self._continue_epoch(train_loader)
-            if epochs is not None:      # whole epochs, converted once to a step target
-                done_in_epoch = 0 if cursor is None else math.ceil(cursor.consumed / self.accumulate)
-                steps = check_int("epochs", epochs, minimum=0) * steps_per_epoch - \
-                    (done_in_epoch if epochs else 0)
-            self.planned_steps = check_int("steps", steps, minimum=0)
-            target = self.step + self.planned_steps
+            if epochs is not None:      # whole epochs, converted once to a step target; the rest
+                done = 0 if cursor is None or not epochs else math.ceil(cursor.consumed / self.accumulate)
+                steps = epochs * steps_per_epoch - done    # of an unfinished epoch counts as one
+            self.planned_steps = steps
+            target = self.step + steps
             self._stop_requested, self.stop_reason = False, None
             self._micro_losses = []
             self.optimizer.zero_grad(set_to_none=True)

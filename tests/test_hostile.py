@@ -514,6 +514,41 @@ def test_an_exception_inside_fit_releases_the_trainer():
     assert t.step == 4
 
 
+def test_a_refused_fit_call_leaves_the_epoch_in_progress_alone():
+    torch.manual_seed(8)
+    a, la = trainer(), loader()
+    a.fit(la, steps=2)
+    with pytest.raises(TypeError, match="epochs must be an int"):
+        a.fit(la, epochs="1")
+    with pytest.raises(ValueError, match="eval_every"):
+        a.fit(la, steps=1, eval_every=-2)
+    a.fit(la, steps=2)
+    torch.manual_seed(8)
+    b = trainer()
+    b.fit(loader(), steps=4)
+    assert losses(a) == losses(b)
+
+
+def test_a_keyboard_interrupt_that_aborts_releases_the_trainer():
+    class Abort(lk.Callback):
+        def on_batch_end(self, trainer, logs):
+            raise KeyboardInterrupt
+
+    t = trainer()
+    with pytest.raises(KeyboardInterrupt):
+        t.fit(loader(), epochs=1, callbacks=[Abort()])
+    assert not t.is_fitting and t.step == 1
+    t.fit(loader(), epochs=1)                     # the rest of epoch 0
+    assert (t.step, t.epoch) == (6, 1)
+
+
+def test_fit_epochs_zero_changes_nothing():
+    t = trainer()
+    t.fit(loader(), steps=2)
+    t.fit(loader(), epochs=0)
+    assert (t.step, t.epoch) == (2, 0)
+
+
 def test_a_resumed_schedule_that_had_finished_restarts_with_a_warning(tmp_path):
     t = trainer(callbacks=[lk.LRSchedule("cosine"), lk.Checkpoint(tmp_path, monitor="loss", save_best=False)])
     t.fit(loader(), epochs=2)                     # last.pt written at the final epoch's end
