@@ -325,8 +325,8 @@ class Trainer:
             if self._stop_requested:
                 return
             if self.step >= target or (eval_every and self.step % eval_every == 0):
-                self._end_period(callbacks, val_loader, cursor.losses, completed_epoch=False)
-                cursor.losses = []
+                losses, cursor.losses = cursor.losses, []    # (a checkpoint taken now starts afresh)
+                self._end_period(callbacks, val_loader, losses, completed_epoch=False)
             if self.step >= target:
                 return
         if cursor.consumed == 0:
@@ -440,6 +440,8 @@ class Trainer:
             "model_class": type(model).__name__,
             "model": model.state_dict(),
             "optimizer_class": type(self.optimizer).__name__,
+            "optimizer_defaults": {k: v for k, v in self.optimizer.defaults.items()
+                                   if isinstance(v, (bool, int, float, str, tuple, type(None)))},
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
             "callbacks": {key: cb.state_dict() for key, cb in self._stateful_callbacks()},
