@@ -307,7 +307,16 @@ class LRSchedule(Callback):
     def load_state_dict(self, state):
         if state is not None and not (isinstance(state, dict) and "scheduler" in state and "total" in state):
             raise ValueError(f"not an LRSchedule state: {state!r:.80}")
+        if self.scheduler is not None and _same(state, self.state_dict()):
+            return                           # the state it has (lr_find putting things back): no resume
         self._state = state
+
+
+def _same(a, b) -> bool:
+    try:
+        return bool(a == b)
+    except (RuntimeError, ValueError):        # tensors inside: compared element-wise, ambiguous
+        return False
 
 
 class DivergenceWarning(RuntimeWarning):

@@ -875,6 +875,10 @@ def test_lr_find_keeps_callback_state_and_the_lr_for_reset():
     state = sched.state_dict()
     lr_find(t, loader(), num_steps=6)
     assert sched.state_dict() == state and t.lr == 1e-2
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")              # the next fit starts its schedule as usual
+        t.fit(loader(), steps=2)
+    assert t.history.steps[-2]["lr"] == pytest.approx(1e-2)
     t.reset()
     assert t.optimizer.param_groups[0]["lr"] == 1e-2
 
