@@ -289,6 +289,11 @@ class LRSchedule(Callback):
                                   f"{self.kwargs.get('min_lr', 0.0):g} x lr", RuntimeWarning, stacklevel=2)
                 return
         self.total = self._horizon(logs)
+        warmup = self.kwargs.get("warmup", 0)
+        if warmup >= self.total and logs["planned_steps"] > 0:
+            warnings.warn(f"LRSchedule({self.schedule!r}, warmup={warmup}): the warm-up is longer than "
+                          f"this fit's {self.total} steps, so the rate never reaches lr and never decays; "
+                          "use a smaller warmup or a longer fit", RuntimeWarning, stacklevel=2)
         self.scheduler = self._build(trainer)
 
     def on_batch_end(self, trainer, logs):

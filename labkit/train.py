@@ -373,7 +373,12 @@ class Trainer:
 
     def compute_loss(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """The loss of a batch; sequence logits [B, T, V] are flattened for cross-entropy."""
-        return self.loss_fn(*_align(self.loss_name, output, target))
+        loss = self.loss_fn(*_align(self.loss_name, output, target))
+        if not isinstance(loss, torch.Tensor) or loss.dim() != 0:
+            got = f"shape {list(loss.shape)}" if isinstance(loss, torch.Tensor) else type(loss).__name__
+            raise ValueError(f"the loss must be one number per batch (a 0-d tensor), got {got}; "
+                             "use reduction='mean' (the default) in the loss")
+        return loss
 
     @torch.no_grad()
     def evaluate(self, loader) -> dict:

@@ -267,6 +267,18 @@ def test_onecycle_on_a_one_step_fit_works():
     assert t.step == 1
 
 
+def test_a_warmup_longer_than_the_fit_warns():
+    t = trainer(callbacks=[lk.LRSchedule("cosine", warmup=50)])
+    with pytest.warns(RuntimeWarning, match="warm-up is longer than this fit's 5 steps"):
+        t.fit(loader(), steps=5)
+
+
+def test_a_loss_without_reduction_is_explained():
+    t = trainer(loss=nn.MSELoss(reduction="none"))
+    with pytest.raises(ValueError, match="one number per batch.*shape \\[8, 1\\].*reduction='mean'"):
+        t.fit(loader(), steps=1)
+
+
 def test_callbacks_read_planned_steps_from_logs():
     seen = {}
 
