@@ -579,7 +579,7 @@ class Trainer:
         if self._resume is not None:
             position, self._resume = self._resume, None
             if position["n_batches"] != len(loader):
-                warnings.warn(f"the saved run was after batch {position['consumed']} of "
+                warnings.warn(f"training had stopped after batch {position['consumed']} of "
                               f"{position['n_batches']} in epoch {position['epoch']}, but this loader "
                               f"has {len(loader)} batches per epoch; the epoch starts again from its "
                               "first batch", RuntimeWarning, stacklevel=3)
