@@ -9,7 +9,6 @@ trainer and may call `trainer.stop(reason)`; it never runs the loop itself. Writ
 """
 from __future__ import annotations
 
-import copy
 import math
 import sys
 import time
@@ -18,14 +17,26 @@ from pathlib import Path
 
 import torch
 
+from .checks import (check_bool, check_fraction, check_int, check_lr, check_number, check_str,
+                     suggest)
+
 
 class Callback:
     """Override any of these; each is called with (trainer, logs).
 
     Under torchrun, a callback with `main_process_only = True` (plots, progress bars, checkpoints)
     runs on rank 0 alone; the others run on every process so that all of them stop together.
+
+    A callback that keeps state across fits (a best value, a schedule) also defines
+    `state_dict()` / `load_state_dict(state)`, which checkpoints save and restore, and `reset()`,
+    which `trainer.reset()` and `trainer.set_model()` call to start it afresh.
+    `on_fit_start`'s logs hold `planned_steps` (the optimizer steps this fit will take) and
+    `steps_per_epoch`.
     """
     main_process_only = False
+
+    def reset(self):
+        """Forget everything learned from earlier fits (called by trainer.reset() and set_model())."""
 
     def on_fit_start(self, trainer, logs): pass
     def on_epoch_start(self, trainer, logs): pass
@@ -35,6 +46,7 @@ class Callback:
 
 
 def _mode_of(monitor: str, mode: str) -> str:
+    check_str("monitor", monitor)
     if mode not in ("auto", "min", "max"):
         raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
     if mode == "auto":
@@ -56,17 +68,21 @@ class EarlyStopping(Callback):
 
     def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
                  mode: str = "auto", restore_best: bool = True):
-        from .hparams import check_int
         self.patience = check_int("patience", patience, minimum=0)
-        if not isinstance(min_delta, (int, float)) or min_delta < 0:
-            raise ValueError(f"min_delta must be a number >= 0, got {min_delta!r}")
-        self.monitor, self.min_delta, self.restore_best = monitor, float(min_delta), restore_best
+        self.min_delta = check_number("min_delta", min_delta, minimum=0)
+        self.restore_best = check_bool("restore_best", restore_best)
+        self.monitor = monitor
         self.mode = _mode_of(monitor, mode)
+        self.reset()
+
+    def reset(self):
         self.best, self.best_step, self.best_state, self.wait = None, None, None, 0
 
     def _improved(self, value: float) -> bool:
+        if not math.isfinite(value):
+            return False
         if self.best is None:
-            return math.isfinite(value)
+            return True
         return value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
 
     def on_epoch_end(self, trainer, logs):
@@ -74,22 +90,29 @@ class EarlyStopping(Callback):
         if self._improved(value):
             self.best, self.best_step, self.wait = value, logs["step"], 0
             if self.restore_best:
-                self.best_state = copy.deepcopy(trainer.model.state_dict())
+                self.best_state = {k: v.detach().clone() for k, v in trainer.model.state_dict().items()}
             return
         self.wait += 1
         if self.wait > self.patience:
-            trainer.stop(f"early stopping: {self.monitor} has not improved for {self.patience} "
-                         f"evaluations (best {self.best:.4g} at step {self.best_step})")
+            if self.best is None:
+                trainer.stop(f"early stopping: {self.monitor} was never a finite number in "
+                             f"{self.wait} evaluations (last value {value}); the run is diverging or "
+                             "the data holds NaN/inf: lower the learning rate or check the data")
+            else:
+                trainer.stop(f"early stopping: {self.monitor} has not improved for {self.patience} "
+                             f"evaluations (best {self.best:.4g} at step {self.best_step})")
 
     def on_fit_end(self, trainer, logs):
         if self.restore_best and self.best_state is not None:
             trainer.model.load_state_dict(self.best_state)
 
     def state_dict(self):
-        return {"best": self.best, "best_step": self.best_step, "wait": self.wait}
+        return {"best": self.best, "best_step": self.best_step, "wait": self.wait,
+                "best_state": self.best_state}
 
     def load_state_dict(self, state):
         self.best, self.best_step, self.wait = state["best"], state["best_step"], state["wait"]
+        self.best_state = state.get("best_state")
 
 
 class Checkpoint(Callback):
@@ -102,9 +125,18 @@ class Checkpoint(Callback):
 
     def __init__(self, dirpath="checkpoints", monitor: str = "val_loss", mode: str = "auto",
                  save_last: bool = True, save_best: bool = True):
+        if not isinstance(dirpath, (str, Path)) or not str(dirpath):
+            raise TypeError(f"dirpath must be a folder path (str or pathlib.Path), got "
+                            f"{type(dirpath).__name__} {dirpath!r}")
         self.dirpath, self.monitor = Path(dirpath), monitor
         self.mode = _mode_of(monitor, mode)
-        self.save_last, self.save_best = save_last, save_best
+        self.save_last, self.save_best = check_bool("save_last", save_last), check_bool("save_best", save_best)
+        if not (save_last or save_best):
+            raise ValueError("Checkpoint(save_last=False, save_best=False) would save nothing; "
+                             "keep at least one True")
+        self.best = None
+
+    def reset(self):
         self.best = None
 
     @property
@@ -145,26 +177,49 @@ class LRSchedule(Callback):
     function optimizer -> scheduler. Per-step by default; "step" and "exponential" count epochs
     unless interval="step". The horizon of "cosine", "linear" and "onecycle" is the length of the
     fit that starts them: each fit starts the schedule afresh, except one resumed from a checkpoint,
-    which continues the saved schedule.
+    which continues the saved schedule. A resumed schedule that had already finished starts afresh
+    over the new fit, with a warning (it never trains on at its final rate, e.g. 0, unannounced).
     """
     NAMES = ("constant", "step", "exponential", "cosine", "linear", "onecycle")
+    OPTIONS = {"constant": set(), "step": {"step_size", "gamma"}, "exponential": {"gamma"},
+               "cosine": {"warmup", "min_lr"}, "linear": {"warmup", "min_lr"},
+               "onecycle": {"max_lr", "pct_start"}}
 
     def __init__(self, schedule="cosine", interval: str | None = None, **kwargs):
         if isinstance(schedule, str) and schedule not in self.NAMES:
-            raise ValueError(f"unknown schedule {schedule!r}; use one of {self.NAMES}, "
-                             "a torch.optim.lr_scheduler instance, or a function optimizer -> scheduler")
+            raise ValueError(f"unknown schedule {schedule!r}{suggest(schedule, self.NAMES)}; use one of "
+                             f"{self.NAMES}, a torch.optim.lr_scheduler instance, or a function "
+                             "optimizer -> scheduler")
+        elif not isinstance(schedule, str) and not (hasattr(schedule, "step") or callable(schedule)):
+            raise TypeError(f"schedule must be one of {self.NAMES}, a torch.optim.lr_scheduler instance, "
+                            f"or a function optimizer -> scheduler; got {type(schedule).__name__} {schedule!r:.60}")
         if interval not in (None, "step", "epoch"):
             raise ValueError(f"interval must be 'step' or 'epoch', got {interval!r}")
-        allowed = {"constant": set(), "step": {"step_size", "gamma"}, "exponential": {"gamma"},
-                   "cosine": {"warmup", "min_lr"}, "linear": {"warmup", "min_lr"},
-                   "onecycle": {"max_lr", "pct_start"}}.get(schedule if isinstance(schedule, str) else "", None)
-        if allowed is not None and set(kwargs) - allowed:
-            raise TypeError(f"LRSchedule({schedule!r}) takes {sorted(allowed) or 'no options'}, "
+        allowed = self.OPTIONS.get(schedule) if isinstance(schedule, str) else set()
+        if set(kwargs) - allowed:
+            what = f"LRSchedule({schedule!r})" if isinstance(schedule, str) else "LRSchedule(<your scheduler>)"
+            raise TypeError(f"{what} takes {sorted(allowed) or 'no options'}, "
                             f"got {sorted(set(kwargs) - allowed)}")
+        for name, value in kwargs.items():
+            if name == "gamma":
+                check_number("gamma", value, minimum=0, min_inclusive=False,
+                             hint="the rate is multiplied by gamma, e.g. 0.1 or 0.9")
+            elif name in ("step_size",):
+                check_int(name, value, minimum=1)
+            elif name == "warmup":
+                check_int("warmup", value, minimum=0)
+            elif name == "min_lr":
+                check_number("min_lr", value, minimum=0, hint="it must also be below the trainer's lr")
+            elif name == "max_lr":
+                check_lr(value, "max_lr")
+            elif name == "pct_start":
+                check_fraction("pct_start", value, low_inclusive=False, high_inclusive=False)
         self.schedule, self.kwargs = schedule, kwargs
         self.interval = interval or ("epoch" if schedule in ("step", "exponential") else "step")
-        self.scheduler, self.total = None, None
-        self._state = None
+        self.reset()
+
+    def reset(self):
+        self.scheduler, self.total, self._state = None, None, None
 
     def _build(self, trainer):
         opt, kw = trainer.optimizer, self.kwargs
@@ -187,9 +242,12 @@ class LRSchedule(Callback):
         if self.schedule == "exponential":
             return s.ExponentialLR(opt, gamma=kw.get("gamma", 0.9))
         if self.schedule == "onecycle":
-            return s.OneCycleLR(opt, max_lr=kw.get("max_lr", trainer.lr), total_steps=total,
+            return s.OneCycleLR(opt, max_lr=kw.get("max_lr", trainer.lr), total_steps=max(2, total),
                                 pct_start=kw.get("pct_start", 0.3))
         warmup, min_lr = int(kw.get("warmup", 0)), float(kw.get("min_lr", 0.0))
+        if min_lr >= trainer.lr:
+            raise ValueError(f"LRSchedule({self.schedule!r}): min_lr={min_lr:g} must be below the "
+                             f"trainer's lr={trainer.lr:g} (the schedule decays from lr to min_lr)")
         floor = min_lr / trainer.lr
         cosine = self.schedule == "cosine"
 
@@ -201,17 +259,41 @@ class LRSchedule(Callback):
             return floor + (1 - floor) * decay
         return s.LambdaLR(opt, factor)
 
+    def _horizon(self, logs) -> int:
+        """Scheduler steps in a fit: its optimizer steps, or its epochs for interval="epoch"."""
+        steps = logs["planned_steps"]
+        return max(1, steps if self.interval == "step" else math.ceil(steps / max(1, logs["steps_per_epoch"])))
+
     def on_fit_start(self, trainer, logs):
         if self._state is not None:           # resumed from a checkpoint: continue its schedule
-            self.total = self._state["total"]
-            self.scheduler = self._build(trainer)
-            self.scheduler.load_state_dict(self._state["scheduler"])
-            for group, lr in zip(trainer.optimizer.param_groups, self.scheduler.get_last_lr()):
-                group["lr"] = lr               # a scheduler's state does not include the rate in force
-            self._state = None
-            return
-        self.total = max(1, trainer.planned_steps if self.interval == "step" else
-                         math.ceil(trainer.planned_steps / max(1, len(trainer._train_loader))))
+            state, self._state = self._state, None
+            done = state["scheduler"].get("last_epoch", 0)
+            if isinstance(self.schedule, str) and self.schedule not in ("constant", "step", "exponential") \
+                    and done >= state["total"]:
+                warnings.warn(f"LRSchedule({self.schedule!r}): the schedule resumed from the checkpoint "
+                              f"had finished ({done} of {state['total']} steps); restarting it afresh "
+                              f"over this fit's {self._horizon(logs)} steps instead of training on at "
+                              "its final rate", RuntimeWarning, stacklevel=2)
+            else:
+                self.total = state["total"]
+                self.scheduler = self._build(trainer)
+                self.scheduler.load_state_dict(state["scheduler"])
+                for group, lr in zip(trainer.optimizer.param_groups, self.scheduler.get_last_lr()):
+                    group["lr"] = lr           # a scheduler's state does not include the rate in force
+                left = self.total - done
+                if isinstance(self.schedule, str) and self.schedule not in ("constant", "step", "exponential") \
+                        and self._horizon(logs) > left:
+                    warnings.warn(f"LRSchedule({self.schedule!r}): the resumed schedule has {left} of its "
+                                  f"{self.total} steps left but this fit plans {self._horizon(logs)}; "
+                                  f"after them the rate stays at its final value "
+                                  f"{self.kwargs.get('min_lr', 0.0):g} x lr", RuntimeWarning, stacklevel=2)
+                return
+        self.total = self._horizon(logs)
+        warmup = self.kwargs.get("warmup", 0)
+        if warmup >= self.total and logs["planned_steps"] > 0:
+            warnings.warn(f"LRSchedule({self.schedule!r}, warmup={warmup}): the warm-up is longer than "
+                          f"this fit's {self.total} steps, so the rate never reaches lr and never decays; "
+                          "use a smaller warmup or a longer fit", RuntimeWarning, stacklevel=2)
         self.scheduler = self._build(trainer)
 
     def on_batch_end(self, trainer, logs):
@@ -223,11 +305,23 @@ class LRSchedule(Callback):
             self.scheduler.step()
 
     def state_dict(self):
-        return None if self.scheduler is None else {"scheduler": self.scheduler.state_dict(),
-                                                    "total": self.total}
+        if self.scheduler is None:
+            return self._state               # loaded but not started yet: still the saved one
+        return {"scheduler": self.scheduler.state_dict(), "total": self.total}
 
     def load_state_dict(self, state):
+        if state is not None and not (isinstance(state, dict) and "scheduler" in state and "total" in state):
+            raise ValueError(f"not an LRSchedule state: {state!r:.80}")
+        if self.scheduler is not None and _same(state, self.state_dict()):
+            return                           # the state it has (lr_find putting things back): no resume
         self._state = state
+
+
+def _same(a, b) -> bool:
+    try:
+        return bool(a == b)
+    except (RuntimeError, ValueError):        # tensors inside: compared element-wise, ambiguous
+        return False
 
 
 class DivergenceWarning(RuntimeWarning):
@@ -242,7 +336,12 @@ class DivergenceGuard(Callback):
     back the last weights that gave a finite loss. On by default in every Trainer."""
 
     def __init__(self, max_ratio: float = 1e4, snapshot_every: int = 20):
-        self.max_ratio, self.snapshot_every = float(max_ratio), int(snapshot_every)
+        self.max_ratio = check_number("max_ratio", max_ratio, minimum=1, min_inclusive=False,
+                                      hint="the loss may grow to max_ratio x its first value, e.g. 1e4")
+        self.snapshot_every = check_int("snapshot_every", snapshot_every, minimum=1)
+        self.reset()
+
+    def reset(self):
         self.first_loss, self.snapshot, self.snapshot_step = None, None, None
         self.message = None
 
@@ -287,7 +386,7 @@ class ProgressBar(Callback):
     main_process_only = True
 
     def __init__(self, every: int = 1):
-        self.every, self.bar, self.mode = max(1, int(every)), None, None
+        self.every, self.bar, self.mode = check_int("every", every, minimum=1), None, None
 
     def on_fit_start(self, trainer, logs):
         from .frontend import frontend
@@ -299,7 +398,7 @@ class ProgressBar(Callback):
             from tqdm.notebook import tqdm
         else:
             from tqdm import tqdm
-        self.bar = tqdm(total=trainer.planned_steps, unit="step", leave=True, file=sys.stderr,
+        self.bar = tqdm(total=logs["planned_steps"], unit="step", leave=True, file=sys.stderr,
                         disable=None if self.mode == "script" else False)
 
     def on_batch_end(self, trainer, logs):

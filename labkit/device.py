@@ -8,6 +8,8 @@ import random
 import numpy as np
 import torch
 
+from .checks import check_int
+
 DEVICE_NAMES = ("auto", "cpu", "cuda", "mps")
 
 
@@ -48,8 +50,7 @@ def pick_device(name: str | torch.device = "auto") -> torch.device:
 
 def seed_everything(seed: int = 0) -> int:
     """Seed Python's, NumPy's and torch's generators (every device) so runs repeat."""
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be an int, got {type(seed).__name__} {seed!r}")
+    seed = check_int("seed", seed, minimum=0)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)  # also seeds every CUDA device

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import copy
 import math
-import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
-from .hparams import check_int, check_lr
-from .train import Trainer, _loaders
+from .checks import check_int, check_lr, check_number
+from .models.utils import model_mode
+from .train import Trainer, _check_not_empty, _loaders
 
 
 @dataclass
@@ -98,17 +97,32 @@ def lr_find(trainer: Trainer, data, start_lr: float = 1e-7, end_lr: float = 10.0
         raise ValueError(f"start_lr must be smaller than end_lr, got start_lr={start_lr:g} and "
                          f"end_lr={end_lr:g}; e.g. start_lr=1e-7, end_lr=10")
     num_steps = check_int("num_steps", num_steps, minimum=2)
-    smooth = _check_number("smooth", smooth, 0.0, 1.0, "a number in (0, 1], e.g. 0.05 (1 = no smoothing)")
-    diverge_factor = _check_number("diverge_factor", diverge_factor, 1.0, math.inf,
-                                   "a number > 1, e.g. 4.0")
-    if len(train_loader) == 0:
-        raise ValueError("the training loader of data is empty; lr_find needs at least one batch")
+    smooth = check_number("smooth", smooth, minimum=0, maximum=1, min_inclusive=False,
+                          hint="e.g. 0.05 (1 = no smoothing)")
+    diverge_factor = check_number("diverge_factor", diverge_factor, minimum=1, min_inclusive=False,
+                                  hint="e.g. 4.0")
+    _check_not_empty(train_loader, "the training loader of data")
 
-    saved = _save(trainer, train_loader)
+    with trainer._one_fit_at_a_time("lr_find()"), model_mode(trainer.model, True):
+        lrs, raw, smoothed, stop_reason = _range_test(trainer, train_loader, start_lr, end_lr, num_steps,
+                                                      smooth, diverge_factor)
+    suggestion, min_loss_lr = _suggest(lrs, smoothed)
+    return LRFinderResult(lrs=lrs, losses=smoothed, raw_losses=raw, suggestion=suggestion,
+                          min_loss_lr=min_loss_lr, stop_reason=stop_reason,
+                          settings=dict(start_lr=start_lr, end_lr=end_lr, num_steps=num_steps,
+                                        smooth=smooth, diverge_factor=diverge_factor))
+
+
+def _range_test(trainer, train_loader, start_lr, end_lr, num_steps, smooth, diverge_factor):
+    """Train `num_steps` steps at growing rates, then put the trainer back as it was: its whole
+    state_dict (weights, optimizer, counters, history, random generators) and the loader's generator."""
+    saved = copy.deepcopy(trainer.state_dict())
+    generator = train_loader.generator
+    loader_rng = None if generator is None else generator.get_state()
     lrs, raw, smoothed = [], [], []
     stop_reason, average, best = None, 0.0, math.inf
     try:
-        trainer.model.train()
+        trainer._micro_losses = []
         batches = _cycle(train_loader)
         for i in range(num_steps):
             lr = start_lr * (end_lr / start_lr) ** (i / (num_steps - 1))
@@ -135,13 +149,11 @@ def lr_find(trainer: Trainer, data, start_lr: float = 1e-7, end_lr: float = 10.0
                                f"value {best:.3g} at lr={lr:.3g}")
                 break
     finally:
-        _restore(trainer, train_loader, saved)
-
-    suggestion, min_loss_lr = _suggest(lrs, smoothed)
-    return LRFinderResult(lrs=lrs, losses=smoothed, raw_losses=raw, suggestion=suggestion,
-                          min_loss_lr=min_loss_lr, stop_reason=stop_reason,
-                          settings=dict(start_lr=start_lr, end_lr=end_lr, num_steps=num_steps,
-                                        smooth=smooth, diverge_factor=diverge_factor))
+        trainer.optimizer.zero_grad(set_to_none=True)
+        trainer._load_state_unlocked(saved)
+        if loader_rng is not None:
+            generator.set_state(loader_rng)
+    return lrs, raw, smoothed, stop_reason
 
 
 def _suggest(lrs: list[float], losses: list[float]) -> tuple[float, float]:
@@ -161,53 +173,6 @@ def _suggest(lrs: list[float], losses: list[float]) -> tuple[float, float]:
     return float(10 ** log_lrs[int(np.argmin(slopes))]), min_loss_lr
 
 
-def _check_number(name, value, low, high, allowed) -> float:
-    """A real number in (low, high]; `allowed` says what to pass instead."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be {allowed}, got {type(value).__name__} {value!r}")
-    if not (low < value <= high) or math.isnan(value):
-        raise ValueError(f"{name} must be {allowed}, got {value!r}")
-    return float(value)
-
-
 def _cycle(loader):
     while True:
         yield from loader
-
-
-def _save(trainer: Trainer, loader) -> dict:
-    """Everything the test changes, so that `_restore` can undo it."""
-    generator = getattr(loader, "generator", None)
-    return {
-        "model": copy.deepcopy(trainer.model.state_dict()),
-        "training": trainer.model.training,
-        "optimizer": copy.deepcopy(trainer.optimizer.state_dict()),
-        "scaler": copy.deepcopy(trainer.scaler.state_dict()),
-        "lr": trainer.lr,
-        "step": trainer.step, "epoch": trainer.epoch,
-        "history": copy.deepcopy(trainer.history.state_dict()),
-        "micro_losses": list(trainer._micro_losses),
-        "stop": (trainer.stop_reason, trainer._stop_requested),
-        # the batches drawn and any dropout would otherwise shift every later run's randomness
-        "torch_rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
-        "loader_rng": None if generator is None else generator.get_state(),
-    }
-
-
-def _restore(trainer: Trainer, loader, saved: dict) -> None:
-    trainer.model.load_state_dict(saved["model"])
-    trainer.model.train(saved["training"])
-    trainer.optimizer.zero_grad(set_to_none=True)
-    trainer.optimizer.load_state_dict(saved["optimizer"])   # also the rate of each param group
-    trainer.scaler.load_state_dict(saved["scaler"])
-    trainer._lr = saved["lr"]
-    trainer.step, trainer.epoch = saved["step"], saved["epoch"]
-    trainer.history.load_state_dict(saved["history"])
-    trainer._micro_losses = saved["micro_losses"]
-    trainer.stop_reason, trainer._stop_requested = saved["stop"]
-    torch.set_rng_state(saved["torch_rng"])
-    if saved["cuda_rng"] is not None:
-        torch.cuda.set_rng_state_all(saved["cuda_rng"])
-    if saved["loader_rng"] is not None:
-        loader.generator.set_state(saved["loader_rng"])

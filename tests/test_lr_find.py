@@ -150,9 +150,9 @@ def test_figure_is_log_x_with_the_suggestion_marked():
     (dict(start_lr="small"), TypeError, "start_lr"),
     (dict(num_steps=1), ValueError, "num_steps must be an int >= 2"),
     (dict(num_steps=10.0), TypeError, "num_steps"),
-    (dict(smooth=0.0), ValueError, "smooth must be a number in (0, 1]"),
+    (dict(smooth=0.0), ValueError, "smooth must be a finite number in (0, 1]"),
     (dict(smooth=1.5), ValueError, "smooth"),
-    (dict(diverge_factor=1.0), ValueError, "diverge_factor must be a number > 1"),
+    (dict(diverge_factor=1.0), ValueError, "diverge_factor must be a finite number > 1"),
     (dict(diverge_factor=math.nan), ValueError, "diverge_factor"),
     (dict(diverge_factor=True), TypeError, "diverge_factor"),
 ])

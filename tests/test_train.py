@@ -93,7 +93,7 @@ def test_language_model_logits_are_flattened():
     (dict(loss="mean_squared"), ValueError, "unknown loss 'mean_squared'"),
     (dict(metrics=["acc"]), ValueError, "unknown metric 'acc'"),
     (dict(device="tpu"), ValueError, "device='tpu' is not a known device"),
-    (dict(grad_clip=-1.0), ValueError, "grad_clip must be a number > 0"),
+    (dict(grad_clip=-1.0), ValueError, "grad_clip must be a finite number > 0"),
     (dict(accumulate=0), ValueError, "accumulate must be an int >= 1"),
     (dict(amp="fp8"), ValueError, "amp must be"),
     (dict(callbacks=[print]), TypeError, "callbacks must be labkit.Callback"),

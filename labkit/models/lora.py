@@ -6,18 +6,16 @@ and B (out x r), r much smaller than in and out: (in + out) * r numbers instead 
 from __future__ import annotations
 
 import math
-import numbers
 
 import torch
 import torch.nn as nn
 
+from ..checks import check_positive
 from .utils import check_int, count_parameters
 
 
 def _check_alpha(alpha) -> None:
-    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0 < alpha < math.inf:
-        raise ValueError(f"alpha must be a number > 0 (the update is scaled by alpha / r), "
-                         f"got {alpha!r}")
+    check_positive("alpha", alpha, hint="the update is scaled by alpha / r")
 
 
 class LoRALinear(nn.Module):

@@ -2,14 +2,14 @@
 from __future__ import annotations
 
 import contextlib
-import math
-import numbers
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..hparams import check_int as _check_int
+from ..checks import check_bool, check_choice  # noqa: F401  (re-exported for the models)
+from ..checks import check_fraction, check_number
+from ..checks import check_int as _check_int
 
 
 def check_int(name: str, value, minimum: int = 1) -> int:
@@ -19,23 +19,7 @@ def check_int(name: str, value, minimum: int = 1) -> int:
 
 def check_probability(name: str, value) -> float:
     """Dropout-style rates: a float in [0, 1)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a float in [0, 1), got {type(value).__name__} {value!r}")
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be in [0, 1) (0 turns it off), got {value!r}")
-    return float(value)
-
-
-def check_bool(name: str, value) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
-    return value
-
-
-def check_choice(name: str, value, choices) -> str:
-    if value not in choices:
-        raise ValueError(f"{name}={value!r} is not supported; use one of {tuple(choices)}")
-    return value
+    return check_fraction(name, value, hint="0 turns it off")
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
@@ -48,18 +32,23 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 
 
 @contextlib.contextmanager
-def eval_mode(model: nn.Module):
-    """Switch to eval mode (no dropout, batch-norm running stats) and restore the old mode.
-
-    Sampling and visualisation happen mid-training in notebooks; they must neither see
-    dropout noise nor leave the model in eval mode when training resumes.
-    """
+def model_mode(model: nn.Module, training: bool):
+    """Put `model` in train (True) or eval (False) mode for a block, then back to its old mode."""
     was_training = model.training
-    model.eval()
+    model.train(training)
     try:
         yield model
     finally:
         model.train(was_training)
+
+
+def eval_mode(model: nn.Module):
+    """Switch to eval mode (no dropout, batch-norm running stats) and restore the old mode.
+
+    Sampling, evaluation and visualisation happen mid-training in notebooks; they must neither
+    see dropout noise nor leave the model in eval mode when training resumes.
+    """
+    return model_mode(model, False)
 
 
 def check_tokens(idx, name: str = "idx") -> torch.Tensor:
@@ -77,10 +66,7 @@ def check_tokens(idx, name: str = "idx") -> torch.Tensor:
 
 def check_sampling(max_new_tokens, temperature, top_k) -> None:
     check_int("max_new_tokens", max_new_tokens, minimum=0)
-    if (isinstance(temperature, bool) or not isinstance(temperature, numbers.Real)
-            or not 0 <= temperature < math.inf):
-        raise ValueError(f"temperature must be a number >= 0 (0 picks the most likely token), "
-                         f"got {temperature!r}")
+    check_number("temperature", temperature, minimum=0, hint="0 picks the most likely token")
     if top_k is not None:
         check_int("top_k", top_k)
 
