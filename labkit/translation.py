@@ -189,12 +189,15 @@ def save(nb: dict, path: Path) -> None:
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
-def report(en_dir, tr_dir, start_new: bool = False) -> dict[str, list[Problem]]:
-    """{notebook name: problems} for every NN_*.ipynb of `en_dir`; with start_new, missing notebooks
-    and cells are created in `tr_dir` from the English (marked as needing translation)."""
+def report(en_dir, tr_dir, start_new: bool = False, only=()) -> dict[str, list[Problem]]:
+    """{notebook name: problems} for every NN_*.ipynb of `en_dir` (or those whose name starts with one of
+    `only`); with start_new, missing notebooks and cells are created in `tr_dir` from the English
+    (marked as needing translation)."""
     en_dir, tr_dir = Path(en_dir), Path(tr_dir)
     result = {}
     for en_path in sorted(en_dir.glob("[0-9][0-9]_*.ipynb")):
+        if only and not en_path.name.startswith(tuple(only)):
+            continue
         tr_path = tr_dir / en_path.name
         if start_new:
             problems = check(en_path, tr_path)
@@ -211,8 +214,10 @@ def main(argv=None) -> int:
     parser.add_argument("translated", help="folder of the translation, e.g. notebooks/zh")
     parser.add_argument("--new", action="store_true",
                         help="create missing notebooks and bring new English cells over, marked untranslated")
+    parser.add_argument("--only", nargs="+", default=(), metavar="NN",
+                        help="only these notebooks (name prefixes such as 01 or 11_deployment)")
     args = parser.parse_args(argv)
-    result = report(args.english, args.translated, start_new=args.new)
+    result = report(args.english, args.translated, start_new=args.new, only=args.only)
     bad = 0
     for name, problems in result.items():
         if problems:
