@@ -10,6 +10,7 @@ from . import data, deploy, models, viz
 from .callbacks import (Callback, Checkpoint, DivergenceGuard, DivergenceWarning, EarlyStopping,
                         LRSchedule, ProgressBar)
 from .device import describe, pick_device, seed_everything
+from .exercises import check
 from .frontend import frontend
 from .hparams import check_params, quick_default
 from .lr_find import lr_find
@@ -27,4 +28,5 @@ __all__ = [
     "DivergenceWarning", "ProgressBar", "LivePlot", "ControlPanel", "record", "records",
     "seed_everything", "pick_device", "describe", "frontend", "check_params", "quick_default", "show",
     "history_figure", "lr_find", "data", "deploy", "models", "viz",
+    "check",
 ]

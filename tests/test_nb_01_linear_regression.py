@@ -39,6 +39,22 @@ def test_01_linear_regression_quick(run_notebook):
     assert "lr=1.5" in r["divergence_message"]
     assert nb.path.stat().st_size < 1_000_000
 
+    # common mistake 1, the sign flipped: gradient ascent, the loss climbs at every step (caught by the assert),
+    # while the fixed update falls towards the optimum
+    flipped = r["mistake_sign_flipped"]
+    assert flipped["caught"] is True
+    assert flipped["loss_after_20"] > 2 * flipped["loss_start"]
+    assert flipped["fixed_loss_after_20"] < 0.1 * flipped["loss_start"]
+    # common mistake 2, no mean over the batch: w becomes one value per training example, and the training loss
+    # drops below what any line can reach (the least-squares loss); the fix lands on least squares
+    no_mean = r["mistake_no_mean"]
+    assert no_mean["caught"] is True and no_mean["w_shape"] == [600]       # 60 % of n = 1000
+    assert no_mean["loss"] < 0.5 * no_mean["lstsq_loss"]
+    assert no_mean["fixed_loss"] < 1.05 * no_mean["lstsq_loss"]
+    assert math.isclose(no_mean["fixed_w"], no_mean["lstsq_w"], rel_tol=0.05)
+    # every checkable exercise's solution passes its check
+    assert r["exercise_checks"] == {"exercise 1": True, "exercise 3": True, "exercise 5": True}
+
 
 def test_01_linear_regression_diverging_lr_is_caught(run_notebook):
     # lr is the learning rate of sections 3-5; 5.0 is far above 2 / lambda_max (~0.8)

@@ -18,6 +18,15 @@ def test_02_classification_quick(run_notebook):
     assert demo["bceloss_grad_at_z100"] == 0.0 and demo["with_logits_grad_at_z100"] == 1.0
     # softmax regression on the digits, and the metrics computed three ways
     assert r["softmax_test_accuracy"] > 0.9
+    # the three common mistakes, each caught, against the real from-scratch run (same start, same steps)
+    m = r["mistakes_02"]
+    assert all(m[k]["caught"] for k in ("linear_residual", "bias_twice", "gradient_unused"))
+    real = m["real"]["test_accuracy"]
+    assert m["linear_residual"]["test_accuracy"] < real - 0.1      # its line sits where z - y's fit crosses 0
+    assert m["gradient_unused"]["test_accuracy"] < real            # a random direction, only the offset fitted
+    # circles, generator factor 0.5: the best half-plane is right about two thirds of the time, not a coin's half
+    assert 0.6 < r["circles_best_line_accuracy"] < 0.75
+    assert r["exercise_checks"] == {"exercise 1": True, "exercise 4": True, "exercise 5": True}
     metrics = r["digits_metrics"]
     assert set(metrics) == {"accuracy", "precision", "recall", "f1"}
     assert metrics["accuracy"] == pytest.approx(r["softmax_test_accuracy"], abs=1e-6)

@@ -26,6 +26,7 @@ def test_03_mlp_quick(run_notebook):
     assert max(health["tanh, default init"]["final_per_layer"]) < 0.05
     assert health["tanh, weights x10 (bad init)"]["val_accuracy"] < health["tanh, default init"]["val_accuracy"]
     assert nb.path.stat().st_size < 1_000_000
+    assert r["exercise_checks"] == {"exercise 3": True, "exercise 5": True}
 
 
 def test_03_parameters_are_used(run_notebook):

@@ -33,6 +33,7 @@ def test_05_generalization_quick(run_notebook):
     assert r["chosen_remedy"] in acc and acc[r["chosen_remedy"]] == max(acc.values())
     assert r["test_accuracy"] > 0.85
     assert nb.path.stat().st_size < 1_000_000
+    assert r["exercise_checks"] == {"exercise 2": True, "exercise 4": True}
 
 
 def test_05_generalization_checks_its_parameters(run_notebook):
