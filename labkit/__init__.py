@@ -7,6 +7,7 @@
     trainer.fit(data, epochs=20)
 """
 from . import data, deploy, models, viz
+from . import prep
 from .callbacks import (Callback, Checkpoint, DivergenceGuard, DivergenceWarning, EarlyStopping,
                         LRSchedule, ProgressBar)
 from .device import describe, pick_device, seed_everything
@@ -27,4 +28,5 @@ __all__ = [
     "DivergenceWarning", "ProgressBar", "LivePlot", "ControlPanel", "record", "records",
     "seed_everything", "pick_device", "describe", "frontend", "check_params", "quick_default", "show",
     "history_figure", "lr_find", "data", "deploy", "models", "viz",
+    "prep",
 ]
