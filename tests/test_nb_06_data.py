@@ -1,6 +1,5 @@
 """06_data: executed in quick mode; each data problem's effect shows in its records."""
-import json
-
+import nbformat
 import pytest
 
 pytestmark = pytest.mark.notebook
@@ -56,10 +55,11 @@ def test_06_data_quick(run_notebook):
 
 def test_06_data_solutions_run_and_checks_pass(run_notebook):
     nb = run_notebook("06_data")
-    cells = json.loads(nb.path.read_text())["cells"]
-    solutions = [c for c in cells if "solution" in c["metadata"].get("tags", [])]
-    assert len(solutions) >= 5 and all(c["metadata"]["jupyter"]["source_hidden"] for c in solutions)
-    text = "".join(o.get("text", "") for c in cells if c["cell_type"] == "code" for o in c.get("outputs", []))
+    cells = nbformat.read(nb.path, as_version=4).cells
+    solutions = [c for c in cells if "solution" in c.metadata.get("tags", [])]
+    assert len(solutions) >= 5 and all(c.metadata["jupyter"]["source_hidden"] for c in solutions)
+    assert all(not any(o.get("output_type") == "error" for o in c.get("outputs", [])) for c in solutions)
+    text = "".join(o.get("text", "") for c in cells if c.cell_type == "code" for o in c.get("outputs", []))
     assert text.count("✓") >= 2 and "✗" not in text
 
 
