@@ -65,41 +65,49 @@ def convolution(size: int = 6, kernel_size: int = 3, seed: int = 0) -> go.Figure
                     for i in range(n_out)])
     gap = 1.5
     kx0, ox0 = size + gap, size + gap + kernel_size + gap          # left edges of kernel and output grids
+    top = size + 0.9
     width, height = ox0 + n_out + 0.5, size + 2.0
     fig = _canvas(f"Convolution: a {kernel_size}×{kernel_size} kernel slides over a {size}×{size} input "
                   f"→ {n_out}×{n_out} output", width, height, px_width=820, px_height=440)
 
-    def grid(x0, values, top, color, label):
+    def grid(x0, values, color, done=None):
+        # one heatmap per grid (cells centred on integer + 0.5), numbers as its text: small to store
         rows, cols = values.shape
-        for i in range(rows):
-            for j in range(cols):
-                _box(fig, x0 + j, top - i - 1, x0 + j + 1, top - i, str(values[i, j]), color, size=12)
-        fig.add_annotation(x=x0 + cols / 2, y=top + 0.45, text=label, showarrow=False, font=dict(size=13))
+        filled = np.ones((rows, cols)) if done is None else done
+        return go.Heatmap(x=x0 + np.arange(cols) + 0.5, y=top - np.arange(rows) - 0.5, z=filled,
+                          text=values, texttemplate="%{text}", zmin=0, zmax=1, showscale=False, xgap=2, ygap=2,
+                          colorscale=[[0, "white"], [1, FILL[color]]], hoverinfo="skip")
 
-    top = size + 0.9
-    grid(0, x, top, GREY, "input x")
-    grid(kx0, k, top, ORANGE, "kernel w")
-    blank = np.full((n_out, n_out), "", dtype=object)
-    grid(ox0, blank, top, BLUE, "output y = x ⋆ w")
-    base_shapes = list(fig.layout.shapes)
-    base_annotations = list(fig.layout.annotations)
+    def output_grid(f):
+        shown = np.array([[out[i, j] if i * n_out + j <= f else "" for j in range(n_out)] for i in range(n_out)],
+                         dtype=object)
+        done = np.array([[1.0 if i * n_out + j <= f else 0.0 for j in range(n_out)] for i in range(n_out)])
+        return grid(ox0, shown, BLUE, done)
+
+    fig.add_trace(grid(0, x, GREY))
+    fig.add_trace(grid(kx0, k, ORANGE))
+    fig.add_trace(output_grid(-1))
+    for x0, cols, label in ((0, size, "input x"), (kx0, kernel_size, "kernel w"), (ox0, n_out, "output y = x ⋆ w")):
+        fig.add_annotation(x=x0 + cols / 2, y=top + 0.45, text=label, showarrow=False, font=dict(size=13))
+    fig.add_shape(type="rect", x0=ox0, y0=top - n_out, x1=ox0 + n_out, y1=top, line=dict(color=BLUE, width=1.5))
+    labels = list(fig.layout.annotations)
     frames, steps = [], []
     for f, (i, j) in enumerate((i, j) for i in range(n_out) for j in range(n_out)):
-        window = dict(type="rect", x0=j, y0=top - i - kernel_size, x1=j + kernel_size, y1=top - i,
-                      line=dict(color=RED, width=4))
-        target = dict(type="rect", x0=ox0 + j, y0=top - i - 1, x1=ox0 + j + 1, y1=top - i,
-                      line=dict(color=RED, width=4), fillcolor="#f6d8d4", layer="below")
-        done = [dict(x=ox0 + jj + 0.5, y=top - ii - 0.5, text=f"<b>{out[ii, jj]}</b>", showarrow=False,
-                     font=dict(size=12)) for ii in range(n_out) for jj in range(n_out) if ii * n_out + jj <= f]
-        terms = " + ".join(f"{x[i + a, j + b]}·{k[a, b]}" for a in range(kernel_size) for b in range(kernel_size))
+        shapes = [dict(type="rect", x0=ox0, y0=top - n_out, x1=ox0 + n_out, y1=top, line=dict(color=BLUE, width=1.5)),
+                  dict(type="rect", x0=j, y0=top - i - kernel_size, x1=j + kernel_size, y1=top - i,
+                       line=dict(color=RED, width=4)),
+                  dict(type="rect", x0=ox0 + j, y0=top - i - 1, x1=ox0 + j + 1, y1=top - i, line=dict(color=RED, width=4))]
+        terms = " + ".join(f"{x[i + a, j + b]}·{k[a, b]}" if k[a, b] >= 0 else f"{x[i + a, j + b]}·({k[a, b]})"
+                           for a in range(kernel_size) for b in range(kernel_size))
         formula = dict(x=width / 2, y=0.35, showarrow=False, font=dict(size=12),
                        text=f"y[{i},{j}] = {terms} = <b>{out[i, j]}</b>")
-        layout = go.Layout(shapes=base_shapes + [window, target], annotations=base_annotations + done + [formula])
-        frames.append(go.Frame(name=str(f), layout=layout))
+        frames.append(go.Frame(name=str(f), data=[output_grid(f)], traces=[2],
+                               layout=go.Layout(shapes=shapes, annotations=labels + [formula])))
         steps.append(dict(method="animate", label=f"({i},{j})",
                           args=[[str(f)], dict(mode="immediate", frame=dict(duration=0, redraw=True))]))
     fig.frames = frames
-    fig.update_layout(frames[0].layout)
+    fig.data[2].update(frames[0].data[0])
+    fig.update_layout(shapes=frames[0].layout.shapes, annotations=frames[0].layout.annotations)
     fig.update_layout(
         sliders=[dict(steps=steps, active=0, x=0.1, len=0.9, y=0, currentvalue=dict(prefix="window at "))],
         updatemenus=[dict(type="buttons", x=0.0, y=0, xanchor="left", yanchor="top", showactive=False,

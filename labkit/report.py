@@ -5,10 +5,10 @@ executed notebook with a chapter sidebar and previous/next links, math converted
 ``$...$``/``$$...$$`` to MathML when the book is built (the browser draws it: no script, no
 network), solutions folded in ``<details>``, and the recorded results as a table at the end.
 
-Executed notebooks become pages with nbconvert's lab template. labkit's figures are saved in a
-notebook as plotly JSON (mimetype ``application/vnd.plotly.v1+json``) with no HTML, which
-nbconvert cannot draw by itself, so ``PlotlyToHTML`` turns each into a ``<div>`` plus a
-``Plotly.newPlot`` call, and every page loads one shared ``plotly.min.js`` written next to it.
+labkit's figures are saved in a notebook as plotly JSON (mimetype ``application/vnd.plotly.v1+json``)
+with no HTML; ``plotly_snippet`` turns each into a ``<div>`` plus a ``Plotly.newPlot`` call, and every
+page loads one shared ``plotly.min.js`` written next to it. ``PlotlyToHTML`` does the same inside
+nbconvert, for anyone exporting a notebook with nbconvert's own templates.
 """
 from __future__ import annotations
 
@@ -53,16 +53,6 @@ class PlotlyToHTML(Preprocessor):
         return cell, resources
 
 
-def _load_plotly_js(page: str) -> str:
-    # Loaded before the template's require.js: with require.js present, plotly.js would register
-    # as an AMD module instead of setting the global Plotly that the snippets call.
-    tag = f'<script src="{PLOTLY_JS}" charset="utf-8"></script>'
-    match = re.search(r"<meta charset[^>]*>", page) or re.search(r"<head[^>]*>", page)
-    if match is None:
-        return tag + page
-    return page[: match.end()] + "\n" + tag + page[match.end():]
-
-
 def write_plotly_js(out_dir) -> Path:
     """Write the installed plotly.js into ``out_dir``, one copy shared by every page."""
     from plotly.offline import get_plotlyjs
@@ -70,18 +60,6 @@ def write_plotly_js(out_dir) -> Path:
     path = Path(out_dir) / PLOTLY_JS
     path.write_text(get_plotlyjs(), encoding="utf-8")  # rewritten: must match the installed plotly
     return path
-
-
-def notebook_to_html(notebook, out_path) -> Path:
-    """Convert one executed notebook into an HTML page that loads ``plotly.min.js`` beside it."""
-    from nbconvert import HTMLExporter
-
-    exporter = HTMLExporter(template_name="lab")
-    exporter.register_preprocessor(PlotlyToHTML(), enabled=True)
-    body, _ = exporter.from_filename(os.fspath(notebook))
-    out_path = Path(out_path)
-    out_path.write_text(_load_plotly_js(body), encoding="utf-8")
-    return out_path
 
 
 def _format_value(value) -> str:
