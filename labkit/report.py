@@ -62,12 +62,23 @@ def write_plotly_js(out_dir) -> Path:
     return path
 
 
-def _format_value(value) -> str:
+def _rounded(value):
+    """Floats to 4 significant digits, inside lists and dicts too (for display only)."""
+    if isinstance(value, float):
+        return float(f"{value:.4g}")
+    if isinstance(value, list):
+        return [_rounded(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _rounded(v) for k, v in value.items()}
+    return value
+
+
+def _format_value(value, width: int = 80) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, (list, dict)):
-        text = json.dumps(value)
-        return text if len(text) <= 80 else text[:77] + "..."
+        text = json.dumps(_rounded(value), ensure_ascii=False)
+        return text if len(text) <= width else text[:width - 3] + "..."
     return str(value)
 
 
@@ -271,7 +282,13 @@ def _pager(chapters, current: int) -> str:
 def _records_table(records: dict) -> str:
     if not records:
         return ""
-    rows = "\n".join(f"<tr><td><code>{html.escape(str(k))}</code></td><td>{html.escape(_format_value(v))}</td></tr>"
+    def cell(value):    # a dict shows one entry per line; nothing is cut off
+        if isinstance(value, dict):
+            return "<br>".join(f"{html.escape(str(k))}: {html.escape(_format_value(v, 10_000))}"
+                               for k, v in value.items())
+        return html.escape(_format_value(value, 10_000))
+
+    rows = "\n".join(f"<tr><td><code>{html.escape(str(k))}</code></td><td>{cell(v)}</td></tr>"
                      for k, v in records.items())
     return (f'<section class="results"><h2>Recorded results</h2>\n<p>What this run reported with '
             f'<code>lk.record</code>.</p>\n<table>\n<tr><th>name</th><th>value</th></tr>\n{rows}\n</table></section>')
