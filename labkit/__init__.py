@@ -7,6 +7,8 @@
     trainer.fit(data, epochs=20)
 """
 from . import data, deploy, models, viz
+from . import prep
+from . import diagrams
 from .callbacks import (Callback, Checkpoint, DivergenceGuard, DivergenceWarning, EarlyStopping,
                         LRSchedule, ProgressBar)
 from .device import describe, pick_device, seed_everything
@@ -29,4 +31,6 @@ __all__ = [
     "seed_everything", "pick_device", "describe", "frontend", "check_params", "quick_default", "show",
     "history_figure", "lr_find", "data", "deploy", "models", "viz",
     "check",
+    "prep",
+    "diagrams",
 ]
