@@ -15,6 +15,7 @@ from .device import describe, pick_device, seed_everything
 from .exercises import check
 from .frontend import frontend
 from .hparams import check_params, quick_default
+from .i18n import get_language, set_language
 from .lr_find import lr_find
 from .plots import LivePlot, history_figure, show, use_small_renderer
 from .record import record, records
@@ -31,6 +32,8 @@ __all__ = [
     "seed_everything", "pick_device", "describe", "frontend", "check_params", "quick_default", "show",
     "history_figure", "lr_find", "data", "deploy", "models", "viz",
     "check",
+    "set_language",
+    "get_language",
     "prep",
     "diagrams",
 ]

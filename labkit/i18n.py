@@ -10,7 +10,13 @@ Messages go through the standard gettext machinery: the code marks a string with
 catalog `labkit/locale/<lang>/LC_MESSAGES/labkit.po` (compiled to `labkit.mo`) holds its
 translation. A string without a translation is shown in English.
 
-    python -m labkit.i18n compile     # after editing a .po file: rebuild the .mo files
+The catalog is kept with Babel's standard commands (JupyterLab already depends on Babel):
+
+    pybabel extract -k _ --no-location -o labkit/locale/labkit.pot --project labkit labkit/
+    pybabel update -i labkit/locale/labkit.pot -d labkit/locale -D labkit     # new strings into each .po
+    python -m labkit.i18n compile                                              # .po -> .mo
+
+and tests/test_i18n.py fails while a marked string has no translation or a .mo is out of date.
 """
 from __future__ import annotations
 
