@@ -4,6 +4,7 @@ from .gpt import GPT, GPTConfig
 from .lora import LoRALinear, add_lora, merge_lora
 from .mlp import MLP
 from .rnn import CharLSTM, SequenceModel
+from .seq2seq import Seq2Seq
 from .utils import count_parameters
 
 __all__ = [
@@ -16,5 +17,6 @@ __all__ = [
     "LoRALinear",
     "add_lora",
     "merge_lora",
+    "Seq2Seq",
     "count_parameters",
 ]
