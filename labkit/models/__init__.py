@@ -4,6 +4,7 @@ from .gpt import GPT, GPTConfig
 from .lora import LoRALinear, add_lora, merge_lora
 from .mlp import MLP
 from .rnn import CharLSTM, SequenceModel
+from .tcn import TCN, CausalConv1d
 from .utils import count_parameters
 
 __all__ = [
@@ -17,4 +18,6 @@ __all__ = [
     "add_lora",
     "merge_lora",
     "count_parameters",
+    "TCN",
+    "CausalConv1d",
 ]
