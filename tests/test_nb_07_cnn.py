@@ -18,8 +18,9 @@ def cnn_param_count(width, hidden=64, batchnorm=True, n_classes=10):
 def test_07_cnn_quick(run_notebook):
     nb = run_notebook("07_cnn")
     r = nb.records
-    # loops and unfold + matmul agree with F.conv2d over strides, paddings and channel counts
-    assert 0 <= r["conv_max_error"] <= 1e-5
+    # loops and unfold + matmul agree with F.conv2d over strides, paddings and channel counts, within the float32
+    # rounding bound the notebook derives per case (2 · n_terms · eps · sum of |terms|), not a fixed 1e-5
+    assert 0 <= r["conv_error_vs_bound"] <= 1 and r["conv_max_error"] >= 0
 
     # common mistake 1: each example given a 4-D shape (a 5-D batch), or TensorFlow's channels-last layout
     errors = r["conv_input_mistake"]["errors"]
@@ -33,9 +34,12 @@ def test_07_cnn_quick(run_notebook):
     assert r["cnn_params"] == cnn_param_count(16) == 13_754
     assert r["mlp_params"] == (64 + 1) * 128 + (128 + 1) * 128 + (128 + 1) * 10
     assert r["cnn_epochs"] == 6                            # quick mode caps the epochs
-    # after 6 epochs the CNN, with half the parameters, is already ahead of the MLP
+    # after 6 epochs the CNN, with half the parameters, is already as accurate as the MLP: counted in test
+    # images (359, one is 0.28 points, as the notebook says), at most two behind -- here it is ahead, but a
+    # gap of a few images can move on another CPU's rounding
+    assert r["cnn_params"] < 0.6 * r["mlp_params"]
     assert r["cnn_test_accuracy"] > 0.97
-    assert 0.85 < r["mlp_test_accuracy"] < r["cnn_test_accuracy"]
+    assert 0.85 < r["mlp_test_accuracy"] < r["cnn_test_accuracy"] + 2 / 359 + 1e-9
     assert r["cnn_seconds"] > 0 and r["mlp_seconds"] > 0
     # batch norm: the same CNN, seed and epochs train faster with it
     assert r["bn_test_accuracy"] > r["nobn_test_accuracy"]
