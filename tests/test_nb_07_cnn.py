@@ -1,5 +1,7 @@
-"""07_cnn: convolution and pooling from scratch, shapes and the flatten-size bug, a LeNet-style CNN
-against chapter 3's MLP, and batch normalization (quick mode)."""
+"""07_cnn: convolution and pooling from scratch, shapes and two common mistakes (a 4-D shape per example,
+a hard-coded flatten size), a LeNet-style CNN against chapter 3's MLP, batch normalization, and the
+exercises' solutions (quick mode)."""
+import nbformat
 import pytest
 
 pytestmark = pytest.mark.notebook
@@ -16,20 +18,48 @@ def cnn_param_count(width, hidden=64, batchnorm=True, n_classes=10):
 def test_07_cnn_quick(run_notebook):
     nb = run_notebook("07_cnn")
     r = nb.records
-    # loops and unfold + matmul agree with F.conv2d over strides, paddings and channel counts
-    assert 0 <= r["conv_max_error"] <= 1e-5
+    # loops and unfold + matmul agree with F.conv2d over strides, paddings and channel counts, within the float32
+    # rounding bound the notebook derives per case (2 · n_terms · eps · sum of |terms|), not a fixed 1e-5
+    assert 0 <= r["conv_error_vs_bound"] <= 1 and r["conv_max_error"] >= 0
+
+    # common mistake 1: each example given a 4-D shape (a 5-D batch), or TensorFlow's channels-last layout
+    errors = r["conv_input_mistake"]["errors"]
+    assert "4D" in errors["5-D batch"] and "[4, 1, 1, 8, 8]" in errors["5-D batch"]
+    assert "to have 1 channels, but got 8 channels" in errors["channels last"]
+    assert r["conv_input_mistake"]["fixed_shape"] == [4, 8, 8, 8]        # fixed: [B, C, H, W] in, 8 maps out
+    # common mistake 2: a flatten size hard-coded for 28x28 fails on 32x32; measuring it works
+    assert "4096" in r["hard_coded_flatten_error"] and "3136" in r["hard_coded_flatten_error"]
+    assert r["flatten_fixed_shape"] == [4, 10]
     # the default CNN (width 16, batch norm) and chapter 3's MLP [64, 128, 128, 10]
     assert r["cnn_params"] == cnn_param_count(16) == 13_754
     assert r["mlp_params"] == (64 + 1) * 128 + (128 + 1) * 128 + (128 + 1) * 10
     assert r["cnn_epochs"] == 6                            # quick mode caps the epochs
-    # after 6 epochs the CNN, with half the parameters, is already ahead of the MLP
+    # after 6 epochs the CNN, with half the parameters, is already as accurate as the MLP: counted in test
+    # images (359, one is 0.28 points, as the notebook says), at most two behind -- here it is ahead, but a
+    # gap of a few images can move on another CPU's rounding
+    assert r["cnn_params"] < 0.6 * r["mlp_params"]
     assert r["cnn_test_accuracy"] > 0.97
-    assert 0.85 < r["mlp_test_accuracy"] < r["cnn_test_accuracy"]
+    assert 0.85 < r["mlp_test_accuracy"] < r["cnn_test_accuracy"] + 2 / 359 + 1e-9
     assert r["cnn_seconds"] > 0 and r["mlp_seconds"] > 0
     # batch norm: the same CNN, seed and epochs train faster with it
     assert r["bn_test_accuracy"] > r["nobn_test_accuracy"]
     assert r["bn_val_loss"] < r["nobn_val_loss"]
     assert nb.path.stat().st_size < 1_000_000
+    assert_exercises_solved(nb.path)
+
+
+def assert_exercises_solved(path):
+    """Every exercise has a solution cell that ran headless; every check in them passed."""
+    nb = nbformat.read(path, as_version=4)
+    solutions = [c for c in nb.cells if "solution" in c.metadata.get("tags", []) and c.cell_type == "code"]
+    assert [c.source.splitlines()[0] for c in solutions] == [f"# Solution to exercise {n}" for n in range(1, 6)]
+    for cell in solutions:
+        assert cell.metadata["jupyter"]["source_hidden"] is True
+        text = "".join(o.get("text", "") for o in cell.outputs)
+        assert "✗" not in text and not any(o.output_type == "error" for o in cell.outputs), text
+    assert sum("✓" in "".join(o.get("text", "") for o in c.outputs) for c in solutions) == 4   # exercises 1, 2, 4, 5
+    answers = [c for c in nb.cells if c.cell_type == "markdown" and "solution" in c.metadata.get("tags", [])]
+    assert 3 <= len(answers) <= 6 and all(c.source.startswith("**Answer") for c in answers)
 
 
 def test_07_cnn_parameters_are_used(run_notebook):

@@ -5,6 +5,7 @@ from .lora import LoRALinear, add_lora, merge_lora
 from .mlp import MLP
 from .rnn import CharLSTM, SequenceModel
 from .seq2seq import Seq2Seq
+from .tcn import TCN, CausalConv1d
 from .utils import count_parameters
 
 __all__ = [
@@ -19,4 +20,6 @@ __all__ = [
     "merge_lora",
     "Seq2Seq",
     "count_parameters",
+    "TCN",
+    "CausalConv1d",
 ]
