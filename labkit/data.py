@@ -16,8 +16,11 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import math
 import numbers
+import os
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +31,61 @@ from torch.utils.data import DataLoader, TensorDataset, default_collate
 from .hparams import check_int
 
 SPLITS = ("train", "val", "test")
+MAX_N = 10_000_000          # examples a generator makes: more would only exhaust memory
+MAX_SEED = 2**63 - 1        # what torch.Generator.manual_seed and numpy both accept
+
+
+# -- batched fetching -----------------------------------------------------------------------------
+class TensorData(TensorDataset):
+    """A TensorDataset whose loader fetches a whole batch with one indexing operation per tensor.
+
+    ``ds[i]`` is the i-th example, as with any TensorDataset. A DataLoader asks a dataset that has
+    ``__getitems__`` for all of a batch's indices at once (PyTorch's batched-fetch protocol; a
+    ``Subset`` forwards it); this one answers with a :class:`Batch`, which :func:`collate` gathers
+    as ``[x[indices], y[indices]]`` -- the same tensors ``default_collate`` would stack from the
+    examples one by one, without a Python loop over them.
+    """
+
+    def __getitems__(self, indices) -> Batch:
+        return Batch(self.tensors, indices)
+
+
+class Batch(Sequence):
+    """The examples ``indices`` of ``tensors``, not yet gathered.
+
+    :func:`collate` gathers them at once. Anything else sees a sequence of (x, y) examples, so a
+    DataLoader with another ``collate_fn`` (e.g. ``default_collate``) still gets what it expects.
+    """
+    __slots__ = ("tensors", "indices")
+
+    def __init__(self, tensors, indices):
+        self.tensors, self.indices = tensors, indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return [self[j] for j in range(*i.indices(len(self)))]
+        index = self.indices[i]
+        return tuple(t[index] for t in self.tensors)
+
+    def gather(self) -> list[torch.Tensor]:
+        index = torch.as_tensor(self.indices, dtype=torch.long)
+        return [t[index] for t in self.tensors]
+
+
+def collate(batch):
+    """The collate_fn of labkit's loaders: a :class:`Batch` is gathered in one go; a list of
+    examples (any other dataset) goes to ``default_collate`` as in a plain DataLoader."""
+    if isinstance(batch, Batch):
+        return batch.gather()
+    return default_collate(batch)
+
+
+def _batched(ds):
+    """A plain TensorDataset becomes a TensorData over the same tensors; anything else is kept."""
+    return TensorData(*ds.tensors) if type(ds) is TensorDataset else ds
 
 
 @dataclass(repr=False)
@@ -75,9 +133,17 @@ def make_loaders(train, val=None, test=None, batch_size: int = 32, seed: int = 0
     with `seed` (so a Trainer can checkpoint its position); val/test keep their order.
     num_workers=0: loading in the main process works on two cores, in notebooks and under papermill."""
     check_int("batch_size", batch_size, minimum=1)
-    check_int("seed", seed, minimum=0)
-    loader = lambda ds: None if ds is None or len(ds) == 0 else DataLoader(ds, batch_size=batch_size)
-    train_loader = DataLoader(train, batch_size=batch_size, shuffle=True, num_workers=0,
+    check_int("seed", seed, minimum=0, maximum=MAX_SEED)
+    for name, ds in (("train", train), ("val", val), ("test", test)):
+        if (ds is not None or name == "train") and not (hasattr(ds, "__getitem__") and hasattr(ds, "__len__")):
+            raise TypeError(f"{name} must be a map-style Dataset (with __getitem__ and __len__) or None, "
+                            f"got {type(ds).__name__}")
+    if len(train) == 0:
+        raise ValueError("train is an empty dataset; a loader over it would yield no batch")
+    train, val, test = (None if ds is None else _batched(ds) for ds in (train, val, test))
+    loader = lambda ds: (None if ds is None or len(ds) == 0
+                         else DataLoader(ds, batch_size=batch_size, collate_fn=collate))
+    train_loader = DataLoader(train, batch_size=batch_size, shuffle=True, num_workers=0, collate_fn=collate,
                               generator=torch.Generator().manual_seed(seed))
     return DataBundle(train_loader, loader(val), loader(test), dict(info or {}))
 
@@ -135,7 +201,7 @@ def _split(n, val_fraction, test_fraction, rng, labels=None, ordered=False):
 def _bundle(x, y, parts, batch_size, seed, info) -> DataBundle:
     """TensorDatasets for the (train, val, test) index arrays, then loaders."""
     x, y = torch.as_tensor(x), torch.as_tensor(y)
-    datasets = [TensorDataset(x[idx], y[idx]) if len(idx) else None for idx in map(torch.as_tensor, parts)]
+    datasets = [TensorData(x[idx], y[idx]) if len(idx) else None for idx in map(torch.as_tensor, parts)]
     return make_loaders(*datasets, batch_size=batch_size, seed=seed, info=info)
 
 
@@ -393,13 +459,13 @@ def text_corpus(block_size: int = 64, batch_size: int = 12, val_fraction: float 
                              f"{len(piece)} characters; use a smaller block_size or a larger {name}_fraction")
     train = pieces[0]
     # unfold: row i is a view of train[i:i+T] (no copy), so all ~420k windows cost no memory
-    train_ds = TensorDataset(train[:-1].unfold(0, block_size, 1), train[1:].unfold(0, block_size, 1))
+    train_ds = TensorData(train[:-1].unfold(0, block_size, 1), train[1:].unfold(0, block_size, 1))
 
     def chunks(piece):
         if len(piece) <= block_size:
             return None
         m = (len(piece) - 1) // block_size * block_size
-        return TensorDataset(piece[:m].view(-1, block_size), piece[1:m + 1].view(-1, block_size))
+        return TensorData(piece[:m].view(-1, block_size), piece[1:m + 1].view(-1, block_size))
 
     starts, spans = 0, {}
     for name, topic in topics.items():
