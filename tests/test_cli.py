@@ -256,12 +256,12 @@ def test_run_exit_codes_table_and_summary(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(cli, "run_jobs", fake_run_jobs)
     out = tmp_path / "runs"
-    assert cli.main(["run", str(tmp_path), "--out", str(out), "-p", "lr", "0.1"]) == 0
+    assert cli.main(["run", str(tmp_path), "--out", str(out), "-p", "x", "0.1"]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split() == ["notebook", "status", "seconds", "result"]
     assert table[2].split() == ["01_a.ipynb", "ok", "1.2", "acc=0.5"]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["parameters"] == {"lr": 0.1} and len(summary["results"]) == 2
+    assert summary["parameters"] == {"x": 0.1} and len(summary["results"]) == 2
 
     outcome["02_b.ipynb"] = "failed"
     assert cli.main(["run", str(tmp_path), "--out", str(out)]) == 1
