@@ -63,7 +63,10 @@ def parse_parameters(pairs) -> dict:
     """``[["lr", "0.1"], ["epochs", "3"]]`` -> ``{"lr": 0.1, "epochs": 3}``."""
     params = {}
     for name, text in pairs or []:
-        params[_check_name(name)] = parse_value(text)
+        if _check_name(name) in params:
+            raise ValueError(f"parameter {name!r} is given twice (-p {name} {params[name]!r} and "
+                             f"-p {name} {text}); give it once")
+        params[name] = parse_value(text)
     return params
 
 

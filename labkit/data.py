@@ -132,8 +132,8 @@ def make_loaders(train, val=None, test=None, batch_size: int = 32, seed: int = 0
     """A DataBundle from datasets: the train loader shuffles with its own torch.Generator seeded
     with `seed` (so a Trainer can checkpoint its position); val/test keep their order.
     num_workers=0: loading in the main process works on two cores, in notebooks and under papermill."""
-    check_int("batch_size", batch_size, minimum=1)
-    check_int("seed", seed, minimum=0, maximum=MAX_SEED)
+    batch_size = check_int("batch_size", batch_size, minimum=1)      # plain ints: numpy ones too
+    seed = check_int("seed", seed, minimum=0, maximum=MAX_SEED)
     for name, ds in (("train", train), ("val", val), ("test", test)):
         if (ds is not None or name == "train") and not (hasattr(ds, "__getitem__") and hasattr(ds, "__len__")):
             raise TypeError(f"{name} must be a map-style Dataset (with __getitem__ and __len__) or None, "

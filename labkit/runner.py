@@ -219,8 +219,8 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def run_jobs(jobs: list[dict], workers: int = 1, on_done=None, scheduler: str | None = None
-             ) -> tuple[list[dict], bool]:
+def run_jobs(jobs: list[dict], workers: int = 1, on_done=None, scheduler: str | None = None,
+             connect_timeout: float = 20.0) -> tuple[list[dict], bool]:
     """Run jobs (keyword arguments of ``execute``) in local worker processes, or on the Dask
     cluster whose scheduler is at ``scheduler`` (e.g. ``"tcp://10.0.0.5:8786"``).
 
@@ -230,7 +230,7 @@ def run_jobs(jobs: list[dict], workers: int = 1, on_done=None, scheduler: str | 
     called as each job finishes, so the caller can save the row at once.
     """
     if scheduler:
-        return _run_dask(jobs, scheduler, on_done)
+        return _run_dask(jobs, scheduler, on_done, connect_timeout)
     return _run_local(jobs, workers, on_done)
 
 
@@ -330,14 +330,14 @@ def run_remote(job: dict, source: str) -> tuple[dict, str | None]:
     return row, text
 
 
-def _run_dask(jobs, scheduler, on_done):
+def _run_dask(jobs, scheduler, on_done, connect_timeout=20.0):
     try:
         from distributed import Client, as_completed
     except ImportError:
         raise ValueError("--scheduler needs Dask distributed on this machine and on the workers: "
                          "pip install 'labkit[cluster]' (or pip install 'dask[distributed]')") from None
     try:
-        client = Client(scheduler, timeout="20s", set_as_default=False)
+        client = Client(scheduler, timeout=f"{connect_timeout}s", set_as_default=False)
     except (OSError, TimeoutError) as exc:
         raise ValueError(f"cannot reach the Dask scheduler at {scheduler!r} ({error_line(exc)}); start one "
                          f"with `dask scheduler` and pass its address, e.g. tcp://HOST:8786") from None
