@@ -354,7 +354,7 @@ def _run_dask(jobs, scheduler, on_done, connect_timeout=20.0):
             futures[client.submit(run_remote, job, sources[path], pure=False, retries=0)] = i
         with _sigterm_interrupts():
             try:
-                for future in as_completed(list(futures)):
+                for future in as_completed(list(futures), loop=client.loop):
                     i = futures[future]
                     try:
                         row, text = future.result()
