@@ -425,15 +425,18 @@ HEAVY = {"torch", "plotly", "ipywidgets", "torchmetrics", "sklearn", "papermill"
 def test_import_labkit_loads_nothing_heavy_until_used():
     loaded, _ = _modules_after("import labkit as lk\nassert 'Trainer' in lk.__all__ and 'Trainer' in dir(lk)")
     assert not loaded & HEAVY, loaded & HEAVY
-    # the names still work, and load only what they need
-    loaded, _ = _modules_after("import labkit as lk\nlk.Trainer\nlk.models.MLP(4, [8], 2)\nlk.seed_everything(0)")
-    assert "torch" in loaded and not loaded & {"plotly", "ipywidgets", "torchmetrics", "sklearn"}
-    loaded, _ = _modules_after("import labkit as lk\nlk.data.digits()")
-    assert "sklearn" in loaded and not loaded & {"plotly", "ipywidgets", "torchmetrics"}
-    loaded, _ = _modules_after("from labkit import LivePlot, ControlPanel, record, lr_find, frontend\n"
-                               "import labkit.record, labkit.lr_find, labkit.frontend, labkit as lk\n"
-                               "assert callable(lk.record) and callable(lk.lr_find) and callable(lk.frontend)\n"
-                               "assert lk.record is record and lk.lr_find is lr_find")
+    # the names still work, and each loads only what it needs
+    code = ("import sys, json\nimport labkit as lk\nsnap = lambda: sorted(m for m in sys.modules if '.' not in m)\n"
+            "lk.Trainer; lk.models.MLP(4, [8], 2); lk.seed_everything(0)\nprint(json.dumps(snap()))\n"
+            "lk.data.digits()\nprint(json.dumps(snap()))\n"
+            "from labkit import LivePlot, ControlPanel, record, lr_find, frontend\n"
+            "import labkit.record, labkit.lr_find, labkit.frontend\n"
+            "assert callable(lk.record) and callable(lk.lr_find) and callable(lk.frontend)\n"
+            "assert lk.record is record and lk.lr_find is lr_find")
+    loaded, out = _modules_after(code)
+    trainer, data = (set(json.loads(line)) for line in out.splitlines()[:2])
+    assert "torch" in trainer and not trainer & {"plotly", "ipywidgets", "torchmetrics", "sklearn"}
+    assert "sklearn" in data and not data & {"plotly", "ipywidgets", "torchmetrics"}
     assert {"plotly", "ipywidgets"} <= loaded
 
 
