@@ -226,10 +226,17 @@ def _sweep_outputs(stem: str, combos: list[dict], out_dir: Path) -> list[Path]:
     """
     names, seen = [], set()
     stem = _slug(stem, 60)
+    pieces: dict = {}                 # (name, type, value) -> ("__name=slug", was it cut?): once per value
     for i, combo in enumerate(combos):
-        full = "".join(f"__{k}={v!r}" for k, v in combo.items())
-        name = stem + "".join(f"__{k}={_slug(v)}" for k, v in combo.items())
-        if len(name) > MAX_NAME or any(len(str(v)) > 40 for v in combo.values()):
+        parts = []
+        for k, v in combo.items():
+            key = (k, type(v), v)
+            if key not in pieces:
+                pieces[key] = (f"__{k}={_slug(v)}", len(str(v)) > 40)
+            parts.append(pieces[key])
+        name = stem + "".join(p for p, _ in parts)
+        if len(name) > MAX_NAME or any(cut for _, cut in parts):
+            full = "".join(f"__{k}={v!r}" for k, v in combo.items())
             digest = hashlib.sha1(full.encode("utf-8", "backslashreplace")).hexdigest()[:10]
             name = name[: MAX_NAME - 12] + "__" + digest
         if name in seen:              # two values with the same slug, e.g. "a b" and "a/b"
