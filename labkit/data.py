@@ -10,6 +10,10 @@
 
 Every function takes `seed`, `batch_size`, `val_fraction` and `test_fraction` (mnist: its official
 test set), and nothing touches the network unless mnist(download=True) is called.
+
+The loaders are plain DataLoaders over TensorData datasets, which hand over a whole batch at once
+(one indexing operation per tensor instead of one call and one stack per example): the same
+batches as a TensorDataset with default_collate, several times faster to fetch.
 """
 from __future__ import annotations
 
