@@ -35,7 +35,12 @@ def notebook_parameters(notebook) -> dict:
     """``{name: default source}`` of the notebook's ``parameters``-tagged cell (papermill's reading)."""
     import papermill
 
-    return {name: spec["default"] for name, spec in papermill.inspect_notebook(str(notebook)).items()}
+    try:
+        found = papermill.inspect_notebook(str(notebook))
+    except Exception as exc:      # not JSON, not a notebook, an unreadable file
+        raise ValueError(f"cannot read the parameters of {Path(notebook).name} ({error_line(exc)}); "
+                         f"is it a notebook saved by Jupyter?") from None
+    return {name: spec["default"] for name, spec in found.items()}
 
 
 def check_parameters(notebook, names) -> None:
@@ -112,6 +117,11 @@ def ipc_kernel_manager(folder: str):
     return IPCKernelManager
 
 
+def _kernel_options(folder: str) -> dict:
+    # ZeroMQ has no ipc transport on Windows: there the kernel keeps jupyter_client's default (TCP)
+    return {} if os.name == "nt" else {"kernel_manager_class": ipc_kernel_manager(folder)}
+
+
 def execute(notebook, output, parameters=None, *, quick=False, timeout=None, kernel="python3") -> dict:
     """Execute ``notebook`` with papermill, save it to ``output``, and return a result row.
 
@@ -137,7 +147,7 @@ def execute(notebook, output, parameters=None, *, quick=False, timeout=None, ker
             papermill.execute_notebook(
                 str(notebook), str(output), parameters=parameters, kernel_name=kernel,
                 cwd=str(notebook.parent), progress_bar=False, log_output=False,
-                execution_timeout=timeout, kernel_manager_class=ipc_kernel_manager(sockets))
+                execution_timeout=timeout, **_kernel_options(sockets))
     except Exception as exc:  # report any failure (notebook error, timeout, dead kernel) in the row
         row["status"], row["error"] = "failed", error_line(exc)
     finally:

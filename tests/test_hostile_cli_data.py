@@ -251,3 +251,12 @@ def test_results_csv_keeps_lists_commas_and_long_text(tmp_path):
     back = read_results_csv(tmp_path / "results.csv", ["note"])
     assert back[0]["parameters"]["note"] == long
     assert back[0]["records"] == {"curve": [1, 2.5, None], "cfg": {"a": 1}}
+
+
+def test_a_corrupt_notebook_is_refused_by_name_before_running(tmp_path, capsys):
+    bad = tmp_path / "01_bad.ipynb"
+    bad.write_text("{ this is not json")
+    code, text = run_cli(["run", bad, "-p", "lr", "1", "--out", tmp_path / "runs"], capsys)
+    assert code == 2 and "cannot read the parameters of 01_bad.ipynb" in text
+    code, text = run_cli(["sweep", bad, "-p", "lr", "1,2", "--out", tmp_path / "sweep"], capsys)
+    assert code == 2 and "cannot read the parameters of 01_bad.ipynb" in text
