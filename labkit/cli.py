@@ -378,7 +378,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:     # bad input, a missing notebook, an --out we cannot write
         print(f"labkit {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -260,3 +260,12 @@ def test_a_corrupt_notebook_is_refused_by_name_before_running(tmp_path, capsys):
     assert code == 2 and "cannot read the parameters of 01_bad.ipynb" in text
     code, text = run_cli(["sweep", bad, "-p", "lr", "1,2", "--out", tmp_path / "sweep"], capsys)
     assert code == 2 and "cannot read the parameters of 01_bad.ipynb" in text
+
+
+def test_an_output_folder_that_is_a_file_is_an_error_not_a_traceback(tmp_path, capsys):
+    nb = notebook(tmp_path / "mlp.ipynb")
+    blocker = tmp_path / "out"
+    blocker.write_text("I am a file")
+    code, text = run_cli(["sweep", nb, "-p", "lr", "1", "--out", blocker], capsys)
+    assert code == 2 and "labkit sweep: error:" in text and "Traceback" not in text
+    assert blocker.read_text() == "I am a file"
