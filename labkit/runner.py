@@ -249,7 +249,7 @@ def _run_local(jobs, workers, on_done):
     from concurrent.futures import ProcessPoolExecutor, as_completed, wait
 
     rows: list[dict | None] = [None] * len(jobs)
-    interrupted = False
+    interrupted = killed = False
 
     def collect(future, index):
         try:
@@ -293,13 +293,14 @@ def _run_local(jobs, workers, on_done):
                 for future in running:
                     if future.done() and rows[futures[future]] is None:
                         collect(future, futures[future])
+                killed = True
                 for process in processes:
                     _signal(process, signal.SIGKILL)
                 for i in range(len(jobs)):
                     if rows[i] is None and any(futures[f] == i for f in running):
                         rows[i] = _unfinished_row(jobs[i], "interrupted")
         finally:
-            pool.shutdown(wait=not interrupted, cancel_futures=True)
+            pool.shutdown(wait=not killed, cancel_futures=True)
     for i, job in enumerate(jobs):
         if rows[i] is None:
             rows[i] = _unfinished_row(job, "cancelled", CANCELLED)
