@@ -104,8 +104,13 @@ def _socket_folder() -> str:
     return tempfile.mkdtemp(prefix="labkit-kernel-", dir=base)
 
 
-def ipc_kernel_manager(folder: str):
-    """An AsyncKernelManager class whose kernels use Unix sockets (and connection file) in ``folder``."""
+def ipc_kernel_manager(folder: str, stderr=None):
+    """An AsyncKernelManager class whose kernels use Unix sockets (and connection file) in ``folder``.
+
+    ``stderr``: a file for the kernel process's own log (its start-up notes, "KeyboardInterrupt
+    caught in kernel" when a run is stopped), which would otherwise land in the terminal; what a
+    notebook prints goes into the notebook either way.
+    """
     from jupyter_client import AsyncKernelManager
 
     class IPCKernelManager(AsyncKernelManager):
@@ -114,12 +119,26 @@ def ipc_kernel_manager(folder: str):
             kwargs.setdefault("connection_file", os.path.join(folder, "kernel.json"))
             super().__init__(**kwargs)
 
+        async def start_kernel(self, **kwargs):
+            if stderr is not None:
+                kwargs.setdefault("stderr", stderr)
+            return await super().start_kernel(**kwargs)
+
     return IPCKernelManager
 
 
-def _kernel_options(folder: str) -> dict:
+def _kernel_options(folder: str, log) -> dict:
     # ZeroMQ has no ipc transport on Windows: there the kernel keeps jupyter_client's default (TCP)
-    return {} if os.name == "nt" else {"kernel_manager_class": ipc_kernel_manager(folder)}
+    return {} if os.name == "nt" else {"kernel_manager_class": ipc_kernel_manager(folder, log)}
+
+
+def _log_tail(path: str, lines: int = 3) -> str:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = [line.strip() for line in f if line.strip()]
+    except OSError:
+        return ""
+    return " | ".join(text[-lines:])
 
 
 def execute(notebook, output, parameters=None, *, quick=False, timeout=None, kernel="python3") -> dict:
@@ -142,14 +161,18 @@ def execute(notebook, output, parameters=None, *, quick=False, timeout=None, ker
            "status": "ok", "seconds": 0.0, "records": {}, "error": ""}
     start = time.perf_counter()
     sockets = _socket_folder()
+    log_path = os.path.join(sockets, "kernel.log")
     try:
-        with _env("LABKIT_QUICK", "1" if quick else None):
+        with _env("LABKIT_QUICK", "1" if quick else None), open(log_path, "w") as log:
             papermill.execute_notebook(
                 str(notebook), str(output), parameters=parameters, kernel_name=kernel,
                 cwd=str(notebook.parent), progress_bar=False, log_output=False,
-                execution_timeout=timeout, **_kernel_options(sockets))
+                execution_timeout=timeout, **_kernel_options(sockets, log))
     except Exception as exc:  # report any failure (notebook error, timeout, dead kernel) in the row
         row["status"], row["error"] = "failed", error_line(exc)
+        if not getattr(exc, "ename", None):        # the kernel itself failed: say what it logged
+            tail = _log_tail(log_path)
+            row["error"] += f" (kernel log: {tail})" if tail else ""
     finally:
         shutil.rmtree(sockets, ignore_errors=True)
     row["seconds"] = round(time.perf_counter() - start, 2)
