@@ -62,9 +62,9 @@ def adamw(model: torch.nn.Module, lr: float = LR, weight_decay: float = 0.1) -> 
         return torch.optim.AdamW(groups, lr=lr, betas=(0.9, 0.99))
 
 
-def make_trainer(model, callbacks=()) -> lk.Trainer:
+def make_trainer(model, callbacks=(), device="cpu") -> lk.Trainer:
     return lk.Trainer(model, loss="cross_entropy", optimizer=adamw(model), lr=LR, grad_clip=1.0,
-                      device="cpu", callbacks=[lk.LRSchedule("cosine", warmup=WARMUP, min_lr=MIN_LR),
+                      device=device, callbacks=[lk.LRSchedule("cosine", warmup=WARMUP, min_lr=MIN_LR),
                                                *callbacks])
 
 
@@ -84,11 +84,11 @@ class StepTimer(lk.Callback):
         self.evals += 1
 
 
-def run(steps: int, eval_every: int | None, seed: int = 0) -> dict:
+def run(steps: int, eval_every: int | None, seed: int = 0, device: str = "cpu") -> dict:
     """Train through lk.Trainer; the fit ends with an evaluation of the whole validation split."""
     data, model = build(seed)
     timer = StepTimer()
-    trainer = make_trainer(model, [timer])
+    trainer = make_trainer(model.to(device), [timer], device=device)
     t0, cpu0 = time.perf_counter(), time.process_time()
     history = trainer.fit(data, steps=steps, eval_every=eval_every)
     total, cpu = time.perf_counter() - t0, time.process_time() - cpu0

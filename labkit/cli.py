@@ -4,26 +4,28 @@
     labkit sweep notebooks/03_mlp.ipynb -p lr 1e-3,1e-2 -p batch_size 32,128
     labkit doctor                            # versions, devices, JupyterLab extensions
 
-Notebooks run in a worker process, each in a fresh kernel whose working directory is the
-notebook's folder. Heavy imports (papermill, nbformat, plotly) happen inside the subcommands
-so that ``labkit --help`` answers at once.
+This module is the commands and their arguments; labkit.runner executes notebooks (worker
+processes or a Dask cluster, kernels over IPC, results.csv written as runs finish) and
+labkit.doctor checks the environment. Heavy imports (torch, papermill, nbformat, plotly) happen
+inside the subcommands so that ``labkit --help`` answers at once.
 """
 from __future__ import annotations
 
 import argparse
-import csv
+import hashlib
 import itertools
 import json
 import os
 import re
-import signal
 import sys
-import time
-from contextlib import contextmanager
 from pathlib import Path
 
+from .doctor import PACKAGES, cmd_doctor, collect_environment, lab_extensions  # noqa: F401 (re-exported)
+from .runner import (CANCELLED, ResultsLog, check_parameters, error_line, execute,  # noqa: F401
+                     read_results_csv, run_jobs)
+
 NOTEBOOK_NAME = re.compile(r"^\d{2}_.*\.ipynb$")
-ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+MAX_NAME = 150          # characters of a sweep's output file name (file systems allow 255 bytes)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -61,7 +63,10 @@ def parse_parameters(pairs) -> dict:
     """``[["lr", "0.1"], ["epochs", "3"]]`` -> ``{"lr": 0.1, "epochs": 3}``."""
     params = {}
     for name, text in pairs or []:
-        params[_check_name(name)] = parse_value(text)
+        if _check_name(name) in params:
+            raise ValueError(f"parameter {name!r} is given twice (-p {name} {params[name]!r} and "
+                             f"-p {name} {text}); give it once")
+        params[name] = parse_value(text)
     return params
 
 
@@ -100,164 +105,6 @@ def find_notebooks(paths) -> list[Path]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Executing one notebook
-
-
-@contextmanager
-def _env(name: str, value: str | None):
-    """Set an environment variable for the duration (kernels inherit the environment)."""
-    if value is None:
-        yield
-        return
-    old = os.environ.get(name)
-    os.environ[name] = value
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = old
-
-
-def error_line(exc: BaseException) -> str:
-    """One line saying what went wrong: the exception a notebook raised, or the runner's error."""
-    ename, evalue = getattr(exc, "ename", None), getattr(exc, "evalue", None)
-    if ename:  # papermill's PapermillExecutionError: the error raised inside the notebook
-        text = f"{ename}: {evalue}" if evalue else ename
-    else:
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        text = f"{type(exc).__name__}: {lines[-1]}" if lines else type(exc).__name__
-    return ANSI_ESCAPE.sub("", text).strip()
-
-
-def execute(notebook, output, parameters=None, *, quick=False, timeout=None, kernel="python3") -> dict:
-    """Execute ``notebook`` with papermill, save it to ``output``, and return a result row.
-
-    The row holds notebook, output, parameters, status ("ok"/"failed"), seconds, records and
-    error. A failure is reported in the row, never raised, so one bad notebook can't stop a batch.
-    """
-    import papermill
-
-    from labkit.record import records
-
-    notebook, output = Path(notebook).resolve(), Path(output).resolve()
-    parameters = dict(parameters or {})
-    if quick:
-        parameters["quick"] = True
-    output.parent.mkdir(parents=True, exist_ok=True)
-    row = {"notebook": str(notebook), "output": str(output), "parameters": parameters,
-           "status": "ok", "seconds": 0.0, "records": {}, "error": ""}
-    start = time.perf_counter()
-    try:
-        with _env("LABKIT_QUICK", "1" if quick else None):
-            papermill.execute_notebook(
-                str(notebook), str(output), parameters=parameters, kernel_name=kernel,
-                cwd=str(notebook.parent), progress_bar=False, log_output=False,
-                execution_timeout=timeout)
-    except Exception as exc:  # report any failure (notebook error, timeout, dead kernel) in the row
-        row["status"], row["error"] = "failed", error_line(exc)
-    row["seconds"] = round(time.perf_counter() - start, 2)
-    if output.exists():  # papermill saves the notebook even when a cell fails
-        try:
-            row["records"] = records(output)
-        except Exception as exc:
-            row["status"] = "failed"
-            row["error"] = row["error"] or f"could not read records: {error_line(exc)}"
-    return row
-
-
-CANCELLED = "not run: the batch was interrupted"
-_cancel_event = None  # in a worker process: set by the main process on Ctrl-C
-
-
-def _init_worker(cancel_event):
-    # Idle workers ignore Ctrl-C: the main process decides what stops. While a notebook runs,
-    # Ctrl-C does reach the worker (see _run_job), so a running notebook stops promptly.
-    global _cancel_event
-    _cancel_event = cancel_event
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _run_job(job: dict) -> dict:
-    """Worker-process entry point: execute one notebook; Ctrl-C ends it as "interrupted"."""
-    # The executor hands a job to a worker before it starts (so future.cancel() can't stop
-    # it); the event lets a job that was queued when Ctrl-C came skip its run.
-    if _cancel_event is not None and _cancel_event.is_set():
-        return _unfinished_row(job, "cancelled", CANCELLED)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    start = time.perf_counter()
-    try:
-        return execute(**job)
-    except KeyboardInterrupt:
-        row = _unfinished_row(job, "interrupted")
-        row["seconds"] = round(time.perf_counter() - start, 2)
-        return row
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def _unfinished_row(job: dict, status: str, error: str = "") -> dict:
-    params = dict(job.get("parameters") or {})
-    if job.get("quick"):
-        params["quick"] = True
-    return {"notebook": str(Path(job["notebook"]).resolve()),
-            "output": str(Path(job["output"]).resolve()), "parameters": params,
-            "status": status, "seconds": 0.0, "records": {}, "error": error or status}
-
-
-def run_jobs(jobs: list[dict], workers: int = 1, on_done=None) -> tuple[list[dict], bool]:
-    """Run jobs (keyword arguments of ``execute``) in worker processes.
-
-    Returns the rows in job order and whether Ctrl-C interrupted the batch. On Ctrl-C pending
-    jobs are cancelled and the running ones, which the same Ctrl-C stops, are collected.
-    ``on_done(row, n_done, n_total)`` is called as each job finishes.
-    """
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed, wait
-
-    rows: list[dict | None] = [None] * len(jobs)
-    interrupted = False
-
-    def collect(future, index):
-        try:
-            row = future.result()
-        except Exception as exc:  # e.g. the worker process died (out of memory)
-            row = _unfinished_row(jobs[index], "failed", error_line(exc))
-        if interrupted and row["status"] == "failed":
-            row["status"] = "interrupted"  # it failed because Ctrl-C shut its kernel down
-        rows[index] = row
-        if on_done is not None:
-            on_done(row, sum(r is not None for r in rows), len(jobs))
-
-    # "spawn" gives clean workers on every platform (no threads inherited from torch).
-    context = multiprocessing.get_context("spawn")
-    cancel = context.Event()
-    with ProcessPoolExecutor(max_workers=max(1, min(workers, len(jobs))), mp_context=context,
-                             initializer=_init_worker, initargs=(cancel,)) as pool:
-        futures = {pool.submit(_run_job, job): i for i, job in enumerate(jobs)}
-        try:
-            for future in as_completed(futures):
-                collect(future, futures[future])
-        except KeyboardInterrupt:
-            interrupted = True
-            cancel.set()
-            for future in futures:
-                future.cancel()
-            running = [f for f, i in futures.items() if rows[i] is None and not f.cancelled()]
-            if running:
-                print(f"\ninterrupted: waiting for {len(running)} started notebook(s) to stop...",
-                      file=sys.stderr, flush=True)
-            for future in wait(running).done:
-                if rows[futures[future]] is None:
-                    collect(future, futures[future])
-    for i, job in enumerate(jobs):
-        if rows[i] is None:
-            rows[i] = _unfinished_row(job, "cancelled", CANCELLED)
-    return rows, interrupted
-
-
-# ---------------------------------------------------------------------------------------------
 # Printing
 
 
@@ -288,8 +135,11 @@ def _result_text(row: dict, width: int = 60) -> str:
     return row["error"] if len(row["error"]) <= 100 else row["error"][:97] + "..."
 
 
-def _progress(label):
-    def on_done(row, done, total):
+def _progress(label, log=None):
+    """on_done for run_jobs: save the row (results.csv) at once, then print one progress line."""
+    def on_done(row, index, done, total):
+        if log is not None:
+            log(index, row)
         print(f"[{done}/{total}] {label(row)}: {row['status']} ({row['seconds']:.1f} s)",
               file=sys.stderr, flush=True)
     return on_done
@@ -311,14 +161,25 @@ def cmd_run(args) -> int:
     if clashes:
         raise ValueError(f"two notebooks would be saved under the same name in {args.out}: "
                          f"{', '.join(clashes)}; run them separately with different --out")
+    print(f"run: {len(notebooks)} notebook(s){' in quick mode' if args.quick else ''}, saved in {args.out}/",
+          file=sys.stderr, flush=True)
+    for nb in notebooks:              # a misspelled -p fails here, before anything runs
+        check_parameters(nb, list(params))
     out_dir = Path(args.out)
     jobs = [dict(notebook=nb, output=out_dir / nb.name, parameters=params, quick=args.quick,
                  timeout=args.timeout, kernel=args.kernel) for nb in notebooks]
-    rows, interrupted = run_jobs(jobs, workers=1, on_done=_progress(lambda r: Path(r["notebook"]).name))
+    results = ResultsLog(out_dir / "results.csv", list(params), first_columns=("notebook",))
+    done: dict[int, dict] = {}
 
-    out_dir.mkdir(parents=True, exist_ok=True)
-    summary = {"parameters": params, "quick": args.quick, "interrupted": interrupted, "results": rows}
-    (out_dir / "summary.json").write_text(json.dumps(_strict(summary), indent=2) + "\n")
+    def save(index, row):             # results.csv and summary.json hold every finished notebook
+        results.add(index, row)
+        done[index] = row
+        _write_run_summary(out_dir, params, args.quick, True, [done[i] for i in sorted(done)])
+
+    rows, interrupted = run_jobs(jobs, workers=1,
+                                 on_done=_progress(lambda r: Path(r["notebook"]).name, save))
+    results.finish(rows)
+    _write_run_summary(out_dir, params, args.quick, interrupted, rows)
     print(format_table(["notebook", "status", "seconds", "result"],
                        [[Path(r["notebook"]).name, r["status"], f"{r['seconds']:.1f}", _result_text(r)]
                         for r in rows]))
@@ -332,6 +193,14 @@ def cmd_run(args) -> int:
     return 0 if all(r["status"] == "ok" for r in rows) else 1
 
 
+def _write_run_summary(out_dir: Path, params: dict, quick: bool, interrupted: bool, rows: list[dict]) -> None:
+    from labkit.runner import _write_atomic
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = {"parameters": params, "quick": quick, "interrupted": interrupted, "results": rows}
+    _write_atomic(out_dir / "summary.json", json.dumps(_strict(summary), indent=2) + "\n")
+
+
 def _strict(value):
     """JSON without NaN/Infinity (summary.json must load in any JSON parser): those become strings."""
     from labkit.record import _encode
@@ -343,38 +212,49 @@ def _strict(value):
 # labkit sweep
 
 
-def _slug(value) -> str:
-    return re.sub(r"[^A-Za-z0-9._+-]", "-", str(value))
+def _slug(value, width: int = 40) -> str:
+    text = re.sub(r"[^A-Za-z0-9._+-]", "-", str(value))
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _sweep_outputs(stem: str, combos: list[dict], out_dir: Path) -> list[Path]:
-    """File names that encode the parameters, e.g. ``03_mlp__lr=0.01__batch_size=32.ipynb``."""
-    names = []
+    """File names that encode the parameters, e.g. ``03_mlp__lr=0.01__batch_size=32.ipynb``.
+
+    Each is at most MAX_NAME characters: a long value is cut and the name ends with a short hash
+    of the full parameters; names are kept unique in one pass (a set), so a grid of any size
+    starts at once.
+    """
+    names, seen = [], set()
+    stem = _slug(stem, 60)
+    pieces: dict = {}                 # (name, type, value) -> ("__name=slug", was it cut?): once per value
     for i, combo in enumerate(combos):
-        name = stem + "".join(f"__{k}={_slug(v)}" for k, v in combo.items())
-        if name in names:  # two values with the same slug, e.g. "a b" and "a/b"
-            name += f"__{i}"
+        parts = []
+        for k, v in combo.items():
+            key = (k, type(v), v)
+            if key not in pieces:
+                pieces[key] = (f"__{k}={_slug(v)}", len(str(v)) > 40)
+            parts.append(pieces[key])
+        name = stem + "".join(p for p, _ in parts)
+        if len(name) > MAX_NAME or any(cut for _, cut in parts):
+            full = "".join(f"__{k}={v!r}" for k, v in combo.items())
+            digest = hashlib.sha1(full.encode("utf-8", "backslashreplace")).hexdigest()[:10]
+            name = name[: MAX_NAME - 12] + "__" + digest
+        if name in seen:              # two values with the same slug, e.g. "a b" and "a/b"
+            base, n = name[: MAX_NAME - 12], i
+            name = f"{base}__{n}"
+            while name in seen:
+                n += len(combos)
+                name = f"{base}__{n}"
+        seen.add(name)
         names.append(name)
     return [out_dir / f"{n}.ipynb" for n in names]
 
 
 def write_results_csv(path, rows: list[dict], param_names: list[str]) -> list[str]:
     """One row per run: parameters, every recorded value, status, seconds, error, output."""
-    record_names = list(dict.fromkeys(k for r in rows for k in r["records"]))
-    columns = param_names + [k for k in record_names if k not in param_names] + \
-        ["status", "seconds", "error", "output"]
-
-    def cell(value):
-        return json.dumps(value) if isinstance(value, (list, dict)) else value
-
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(columns)
-        for r in rows:
-            values = {**r["parameters"], **r["records"], "status": r["status"],
-                      "seconds": r["seconds"], "error": r["error"], "output": r["output"]}
-            writer.writerow([cell(values.get(c, "")) for c in columns])
-    return record_names
+    log = ResultsLog(path, param_names)
+    log.finish(rows)
+    return log.record_names
 
 
 def cmd_sweep(args) -> int:
@@ -387,7 +267,16 @@ def cmd_sweep(args) -> int:
     workers = args.workers if args.workers is not None else min(2, os.cpu_count() or 1)
     if workers < 1:
         raise ValueError(f"--workers must be >= 1, got {workers}")
+    if args.scheduler is not None and not re.match(r"^[a-z]+://\S+$", args.scheduler):
+        raise ValueError(f"--scheduler must be a Dask scheduler address such as tcp://HOST:8786, "
+                         f"got {args.scheduler!r}")
     names = list(grid)
+    n_runs = 1
+    for values in grid.values():
+        n_runs *= len(values)
+    where = f"the Dask cluster at {args.scheduler}" if args.scheduler else f"{min(workers, n_runs)} worker(s)"
+    print(f"sweep: {n_runs} runs of {notebook.name} on {where}", file=sys.stderr, flush=True)
+    check_parameters(notebook, names)       # a misspelled -p fails here, before anything runs
     combos = [dict(zip(names, values)) for values in itertools.product(*grid.values())]
     out_dir = Path(args.out or Path("runs") / f"{notebook.stem}_sweep")
     outputs = _sweep_outputs(notebook.stem, combos, out_dir)
@@ -395,14 +284,15 @@ def cmd_sweep(args) -> int:
                  timeout=args.timeout, kernel=args.kernel) for combo, out in zip(combos, outputs)]
 
     def label(row):
-        return " ".join(f"{k}={row['parameters'].get(k)}" for k in names)
+        return " ".join(f"{k}={_short(row['parameters'].get(k), 40)}" for k in names)
 
-    print(f"sweep: {len(jobs)} runs of {notebook.name} on {min(workers, len(jobs))} worker(s)",
-          file=sys.stderr, flush=True)
-    rows, interrupted = run_jobs(jobs, workers=workers, on_done=_progress(label))
-
-    out_dir.mkdir(parents=True, exist_ok=True)
-    record_names = write_results_csv(out_dir / "results.csv", rows, names)
+    results = ResultsLog(out_dir / "results.csv", names)
+    rows, interrupted = run_jobs(jobs, workers=workers, on_done=_progress(label, results.add),
+                                 scheduler=args.scheduler)
+    results.finish(rows)
+    # the summaries are built from results.csv alone, so they can always be rebuilt from it
+    rows = read_results_csv(out_dir / "results.csv", names)
+    record_names = results.record_names
     print(format_table(names + ["status", "seconds", "result"],
                        [[_short(r["parameters"].get(k)) for k in names]
                         + [r["status"], f"{r['seconds']:.1f}", _result_text(r, 50)] for r in rows]))
@@ -420,135 +310,6 @@ def cmd_sweep(args) -> int:
     # A --metric that was asked for but cannot be plotted is an error; no records at all is not.
     failed = any(r["status"] != "ok" for r in rows) or (problem and args.metric)
     return 1 if failed else 0
-
-
-# ---------------------------------------------------------------------------------------------
-# labkit doctor
-
-PACKAGES = ("torch", "ipywidgets", "plotly", "anywidget", "jupyterlab", "papermill", "nbval",
-            "nbconvert", "ipykernel", "torchmetrics")
-
-
-def _version(package: str) -> str | None:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version(package)
-    except PackageNotFoundError:
-        return None
-
-
-def _major(version: str | None) -> int:
-    match = re.match(r"\d+", version or "")
-    return int(match.group()) if match else 0
-
-
-def lab_extensions(labextensions_path=None) -> dict:
-    """Installed prebuilt JupyterLab extensions, found as ``jupyter labextension list`` does.
-
-    Returns ``{name: {"version", "path", "enabled"}}``; the first folder on the path wins.
-    """
-    from jupyter_core.paths import jupyter_path
-    from jupyterlab_server.config import get_federated_extensions, get_page_config
-
-    if labextensions_path is None:
-        labextensions_path = jupyter_path("labextensions")
-    found = get_federated_extensions(labextensions_path)
-    disabled = get_page_config(labextensions_path).get("disabledExtensions", {})
-    if isinstance(disabled, list):
-        disabled = dict.fromkeys(disabled, True)
-    return {name: {"version": data["version"], "path": data["ext_path"],
-                   "enabled": not disabled.get(name, False)} for name, data in found.items()}
-
-
-def collect_environment(labextensions_path=None) -> dict:
-    """Everything ``labkit doctor`` reports, plus a list of problems with what to install."""
-    import platform
-
-    problems = []
-    packages = {name: _version(name) for name in PACKAGES}
-    for name, version in packages.items():
-        if version is None:
-            problems.append(f"{name} is not installed: pip install {name}")
-
-    torch_info = None
-    if packages["torch"] is not None:
-        try:
-            from labkit.device import describe
-
-            torch_info = describe()
-        except Exception as exc:  # a broken torch install is exactly what doctor should report
-            problems.append(f"torch is installed but fails to load ({error_line(exc)}); reinstall it")
-
-    kernels = {}
-    try:
-        from jupyter_client.kernelspec import KernelSpecManager
-
-        kernels = KernelSpecManager().find_kernel_specs()
-    except Exception as exc:
-        problems.append(f"cannot list Jupyter kernels ({error_line(exc)}): pip install ipykernel")
-    if "python3" not in kernels:
-        problems.append("no 'python3' Jupyter kernel, which labkit run uses: "
-                        "pip install ipykernel && python -m ipykernel install --user")
-
-    # What the notebooks need in JupyterLab: widgets, and plotly's renderer (plotly >= 5 ships
-    # jupyterlab-plotly; plotly >= 6 draws FigureWidget through anywidget).
-    needed = {"@jupyter-widgets/jupyterlab-manager": "pip install 'ipywidgets>=8'",
-              "jupyterlab-plotly": "pip install 'plotly>=5'"}
-    if _major(packages["plotly"]) >= 6:
-        needed["anywidget"] = "pip install anywidget"
-    extensions = {}
-    try:
-        extensions = lab_extensions(labextensions_path)
-    except Exception as exc:
-        problems.append(f"cannot list JupyterLab extensions ({error_line(exc)}): "
-                        f"pip install 'jupyterlab>=4'")
-    for name, fix in needed.items():
-        ext = extensions.get(name)
-        if ext is None:
-            problems.append(f"JupyterLab extension {name} is not installed: {fix}")
-        elif not ext["enabled"]:
-            problems.append(f"JupyterLab extension {name} is disabled: jupyter labextension enable {name}")
-    plotly_ext = extensions.get("jupyterlab-plotly")
-    if plotly_ext and packages["plotly"] and plotly_ext["version"] != packages["plotly"]:
-        problems.append(f"jupyterlab-plotly {plotly_ext['version']} (in {plotly_ext['path']}) does not "
-                        f"match plotly {packages['plotly']}; remove the stale copy or "
-                        f"pip install --force-reinstall plotly=={packages['plotly']}")
-
-    return {"python": platform.python_version(), "platform": platform.platform(terse=True),
-            "executable": sys.executable, "torch": torch_info, "packages": packages,
-            "kernels": kernels, "labextensions": {n: extensions.get(n) for n in needed},
-            "problems": problems, "ok": not problems}
-
-
-def cmd_doctor(args) -> int:
-    env = collect_environment()
-    if args.json:
-        print(json.dumps(env, indent=2))
-        return 0 if env["ok"] else 1
-    rows = [["python", env["python"], env["executable"]], ["platform", env["platform"], ""]]
-    info = env["torch"]
-    if info:
-        accel = f"CUDA: {'yes' if info['cuda'] else 'no'}, MPS: {'yes' if info['mps'] else 'no'}"
-        rows.append(["device", info["device"], accel])
-        if "gpu" in info:
-            rows.append(["gpu", info["gpu"], f"{info['gpu_memory_gb']} GB x {info['gpu_count']}"])
-    rows += [[name, version or "MISSING", ""] for name, version in env["packages"].items()]
-    rows += [["kernel " + name, "", path] for name, path in env["kernels"].items()]
-    for name, ext in env["labextensions"].items():
-        if ext is None:
-            rows.append(["labextension " + name, "MISSING", ""])
-        else:
-            where = ("" if ext["enabled"] else "DISABLED ") + ext["path"]
-            rows.append(["labextension " + name, ext["version"], where])
-    print(format_table(["item", "version", "where / notes"], rows))
-    if env["ok"]:
-        print("\nAll good.")
-        return 0
-    print("\nTo fix:")
-    for problem in env["problems"]:
-        print(f"  - {problem}")
-    return 1
 
 
 # ---------------------------------------------------------------------------------------------
@@ -592,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--workers", type=int, default=None,
                        help="parallel notebook runs (default: min(2, CPU count))")
     sweep.add_argument("--out", default=None, help="output folder (default: runs/<notebook>_sweep)")
+    sweep.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="run on a Dask cluster, e.g. tcp://HOST:8786 (default: local processes)")
     sweep.add_argument("--metric", default=None,
                        help="recorded value to plot in summary.html (default: the first recorded)")
     add_common(sweep)
@@ -599,6 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     doctor = sub.add_parser("doctor", help="check Python, torch, devices and JupyterLab extensions")
     doctor.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    doctor.add_argument("--gpu", action="store_true",
+                        help="on a CUDA machine: run benchmarks/gpu_check.py (notebooks on the GPU, AMP, "
+                             "torch.compile, the GPT benchmark, DDP) and print one table")
     doctor.set_defaults(func=cmd_doctor)
     return parser
 
@@ -612,7 +378,7 @@ def main(argv=None) -> int:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:     # bad input, a missing notebook, an --out we cannot write
         print(f"labkit {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -256,12 +256,12 @@ def test_run_exit_codes_table_and_summary(tmp_path, monkeypatch, capsys):
 
     monkeypatch.setattr(cli, "run_jobs", fake_run_jobs)
     out = tmp_path / "runs"
-    assert cli.main(["run", str(tmp_path), "--out", str(out), "-p", "lr", "0.1"]) == 0
+    assert cli.main(["run", str(tmp_path), "--out", str(out), "-p", "x", "0.1"]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split() == ["notebook", "status", "seconds", "result"]
     assert table[2].split() == ["01_a.ipynb", "ok", "1.2", "acc=0.5"]
     summary = json.loads((out / "summary.json").read_text())
-    assert summary["parameters"] == {"lr": 0.1} and len(summary["results"]) == 2
+    assert summary["parameters"] == {"x": 0.1} and len(summary["results"]) == 2
 
     outcome["02_b.ipynb"] = "failed"
     assert cli.main(["run", str(tmp_path), "--out", str(out)]) == 1
@@ -403,3 +403,182 @@ def test_doctor_text_output(capsys):
     assert ("All good." in text) == (code == 0)
     if code:
         assert "To fix:" in text
+
+
+# --------------------------------------------------------------------------------------------
+# Start-up: what `import labkit` and `labkit --help` load
+
+
+def _modules_after(code):
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    env.pop("LABKIT_FRONTEND", None)
+    done = subprocess.run([sys.executable, "-c", code + "\nimport sys, json\n"
+                           "print(json.dumps(sorted(m for m in sys.modules if '.' not in m)))"],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(done.stdout.splitlines()[-1])), done.stdout
+
+
+HEAVY = {"torch", "plotly", "ipywidgets", "torchmetrics", "sklearn", "papermill", "IPython"}
+
+
+def test_import_labkit_loads_nothing_heavy_until_used():
+    loaded, _ = _modules_after("import labkit as lk\nassert 'Trainer' in lk.__all__ and 'Trainer' in dir(lk)")
+    assert not loaded & HEAVY, loaded & HEAVY
+    # the names still work, and each loads only what it needs
+    code = ("import sys, json\nimport labkit as lk\nsnap = lambda: sorted(m for m in sys.modules if '.' not in m)\n"
+            "lk.Trainer; lk.models.MLP(4, [8], 2); lk.seed_everything(0)\nprint(json.dumps(snap()))\n"
+            "lk.data.digits()\nprint(json.dumps(snap()))\n"
+            "from labkit import LivePlot, ControlPanel, record, lr_find, frontend\n"
+            "import labkit.record, labkit.lr_find, labkit.frontend\n"
+            "assert callable(lk.record) and callable(lk.lr_find) and callable(lk.frontend)\n"
+            "assert lk.record is record and lk.lr_find is lr_find")
+    loaded, out = _modules_after(code)
+    trainer, data = (set(json.loads(line)) for line in out.splitlines()[:2])
+    assert "torch" in trainer and not trainer & {"plotly", "ipywidgets", "torchmetrics", "sklearn"}
+    assert "sklearn" in data and not data & {"plotly", "ipywidgets", "torchmetrics"}
+    assert {"plotly", "ipywidgets"} <= loaded
+
+
+def test_labkit_help_and_run_start_without_torch(tmp_path):
+    nb = write_notebook(tmp_path / "01_a.ipynb", "pass")
+    code = ("from labkit.cli import main\n"
+            "try:\n    main(['--help'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
+            f"assert main(['run', {str(nb)!r}, '-p', 'nope', '1', '--out', {str(tmp_path / 'out')!r}]) == 2\n")
+    loaded, out = _modules_after(code)
+    assert "usage: labkit" in out and "torch" not in loaded, sorted(loaded & HEAVY)
+
+
+def test_plotly_renderer_is_set_when_plotly_is_first_imported():
+    env = dict(os.environ, PYTHONPATH=str(REPO), LABKIT_FRONTEND="headless")
+    code = ("import sys, labkit\nassert 'plotly' not in sys.modules\n"
+            "import plotly.io as pio\nprint(pio.renderers.default)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "plotly_mimetype"
+
+
+# --------------------------------------------------------------------------------------------
+# Kernels over IPC, durable results, long values, a Dask cluster
+
+IPC = """\
+import json, os
+import ipykernel
+import labkit
+import plotly.io as pio
+info = json.loads(ipykernel.get_connection_info())
+labkit.record("transport", info["transport"])
+labkit.record("connection_file_private", oct(os.stat(os.path.dirname(ipykernel.get_connection_file())).st_mode & 0o777))
+labkit.record("renderer", pio.renderers.default)
+"""
+
+
+@needs_kernel
+def test_kernels_run_over_ipc_without_the_tcp_warning(tmp_path):
+    nb = write_notebook(tmp_path / "01_ipc.ipynb", IPC)
+    out = tmp_path / "runs"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    done = subprocess.run([sys.executable, "-m", "labkit.cli", "run", str(nb), "--out", str(out)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "without encryption" not in done.stdout + done.stderr
+    assert "TCP" not in done.stderr, done.stderr
+    got = recmod.records(out / "01_ipc.ipynb")
+    assert got["transport"] == "ipc"
+    assert got["connection_file_private"] == "0o700"       # sockets in a folder only this user can enter
+    assert got["renderer"] == "plotly_mimetype"
+    rows = list(csv.DictReader(open(out / "results.csv", newline="")))
+    assert [(r["notebook"], r["status"], r["transport"]) for r in rows] == [("01_ipc.ipynb", "ok", "ipc")]
+
+
+@needs_kernel
+def test_sweep_sigterm_keeps_every_finished_row(tmp_path):
+    """results.csv holds a row as soon as its notebook finishes; SIGTERM (to the main process only,
+    as a scheduler or `kill` sends it) stops the sweep like Ctrl-C and keeps every finished row."""
+    nb = write_notebook(tmp_path / "sleepy.ipynb", "import time, labkit\ntime.sleep(t)\nlabkit.record('slept', t)",
+                        parameters="t = 0")
+    out = tmp_path / "sweep"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "labkit.cli", "sweep", str(nb), "-p", "t", "0,600,5", "--workers", "1",
+         "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, start_new_session=True)
+    try:
+        for line in proc.stderr:
+            if line.startswith("[1/3]"):
+                break
+        assert "t=0: ok" in line
+        # the finished row is on disk already, while the sweep goes on
+        rows = list(csv.DictReader(open(out / "results.csv", newline="")))
+        assert [(r["t"], r["status"], r["slept"]) for r in rows] == [("0", "ok", "0")]
+        sleeping = out / "sleepy__t=600.ipynb"
+        for _ in range(600):
+            time.sleep(0.1)
+            if sleeping.exists() and '"status": "running"' in sleeping.read_text():
+                break
+        proc.terminate()                                   # SIGTERM to the main process alone
+        stdout, stderr = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr, stderr
+    rows = list(csv.DictReader(open(out / "results.csv", newline="")))
+    assert [(r["t"], r["status"]) for r in rows] == [("0", "ok"), ("600", "interrupted"), ("5", "cancelled")]
+    assert float(rows[1]["seconds"]) < 60                  # the running notebook was stopped
+    assert (out / "summary.html").exists()
+
+
+@needs_kernel
+def test_sweep_with_a_300_character_value(tmp_path, kernel_env, capsys):
+    nb = write_notebook(tmp_path / "note.ipynb", "import labkit\nlabkit.record('n', len(note))",
+                        parameters="note = ''")
+    value = "x" * 300
+    out = tmp_path / "sweep"
+    code = cli.main(["sweep", str(nb), "-p", "note", f"{value},short", "--out", str(out), "--workers", "1"])
+    printed = capsys.readouterr()
+    assert code == 0, printed.out + printed.err
+    rows = list(csv.DictReader(open(out / "results.csv", newline="")))
+    assert [(r["note"], r["n"], r["status"]) for r in rows] == [(value, "300", "ok"), ("short", "5", "ok")]
+    assert all(len(Path(r["output"]).name) <= cli.MAX_NAME + 6 for r in rows)
+    assert (out / "summary.html").exists()
+
+
+@needs_kernel
+def test_sweep_on_a_dask_cluster(tmp_path, kernel_env, capsys):
+    distributed = pytest.importorskip("distributed")
+    nb = write_notebook(tmp_path / "tiny.ipynb", TINY + "labkit.record('worker_pid', os.getppid())\n")
+    out = tmp_path / "sweep"
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
+                                  dashboard_address=None) as cluster:
+        code = cli.main(["sweep", str(nb), "-p", "x", "1,3", "-p", "scale", "1,10",
+                         "--scheduler", cluster.scheduler_address, "--out", str(out)])
+    printed = capsys.readouterr()
+    assert code == 1, printed.out + printed.err            # x=3 fails, as on the local pool
+    assert "on the Dask cluster at tcp://127.0.0.1:" in printed.err
+    rows = list(csv.DictReader(open(out / "results.csv", newline="")))
+    assert [(r["x"], r["scale"], r["status"]) for r in rows] == \
+        [("1", "1", "ok"), ("1", "10", "ok"), ("3", "1", "failed"), ("3", "10", "failed")]
+    assert [r["y"] for r in rows[:2]] == ["2", "20"]
+    assert rows[2]["error"] == "ValueError: x must not be 3, got 3"
+    # executed notebooks come back to this machine, where a local sweep saves them
+    assert recmod.records(out / "tiny__x=1__scale=10.ipynb")["y"] == 20
+    assert Path(rows[0]["output"]) == (out / "tiny__x=1__scale=1.ipynb").resolve()
+    assert os.path.samefile(recmod.records(out / "tiny__x=1__scale=1.ipynb")["cwd"], tmp_path)
+    assert "heatmap" in (out / "summary.html").read_text()
+    assert all(r["worker_pid"] != str(os.getpid()) for r in rows[:2])   # not run by this process
+
+
+def test_gpu_check_says_clearly_that_there_is_no_gpu(capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is here: the real check is benchmarks/gpu_check.py")
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    done = subprocess.run([sys.executable, str(REPO / "benchmarks" / "gpu_check.py")],
+                          capture_output=True, text=True, env=env, timeout=300)
+    from labkit.doctor import NO_GPU
+
+    assert done.returncode == NO_GPU == 3
+    assert "no CUDA GPU found" in done.stdout and "Nothing was checked" in done.stdout
+    assert cli.main(["doctor", "--gpu"]) == 0          # for doctor, "no GPU here" is an answer

@@ -129,9 +129,9 @@ def test_regression_scale_and_standardize_with_train_statistics():
 
 
 def test_regression_bad_input():
-    with pytest.raises(ValueError, match=r"scale must be 2 positive numbers \(one per feature\), got \[1.0\]"):
+    with pytest.raises(ValueError, match=r"scale must be 2 finite positive numbers \(one per feature\), got \[1.0\]"):
         D.synthetic_regression(n_features=2, scale=[1])
-    with pytest.raises(ValueError, match="weights must have n_features=1 numbers"):
+    with pytest.raises(ValueError, match=r"weights must be 1 finite numbers \(one per feature\)"):
         D.synthetic_regression(weights=[1, 2])
     with pytest.raises(ValueError, match="noise must be a number >= 0, got -1"):
         D.synthetic_regression(noise=-1)
@@ -141,8 +141,8 @@ def test_regression_bad_input():
     (dict(val_fraction=1.5), r"val_fraction must be a number in \[0, 1\), got 1.5"),
     (dict(test_fraction=-0.1), r"test_fraction must be a number in \[0, 1\), got -0.1"),
     (dict(val_fraction=0.5, test_fraction=0.5), "val_fraction \\+ test_fraction must be < 1"),
-    (dict(n=1), "n must be an int >= 2, got 1"),
-    (dict(seed=-1), "seed must be an int >= 0, got -1"),
+    (dict(n=1), r"n must be an int in \[2, 10000000\], got 1"),
+    (dict(seed=-1), r"seed must be an int in \[0, 9223372036854775807\], got -1"),
 ])
 def test_split_arguments_are_checked(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -184,7 +184,7 @@ def test_classification_bad_input():
         D.synthetic_classification("spiral")
     with pytest.raises(ValueError, match="n_classes must be 2 for kind='moons', got 3"):
         D.synthetic_classification("moons", n_classes=3)
-    with pytest.raises(ValueError, match=r"weights must be 3 positive class proportions"):
+    with pytest.raises(ValueError, match=r"weights must be 3 finite positive numbers \(class proportions, one per class\)"):
         D.synthetic_classification("blobs", n_classes=3, weights=[0.5, 0.5])
 
 
@@ -288,7 +288,7 @@ def test_sine_windows_follow_the_series_in_time_order():
 def test_sequence_bad_input():
     with pytest.raises(ValueError, match=r"unknown task='copy'; use one of \('sine', 'adding', 'parity'\)"):
         D.sequence("copy")
-    with pytest.raises(ValueError, match="length must be an int >= 2, got 1"):
+    with pytest.raises(ValueError, match=r"length must be an int in \[2, 10000\], got 1"):
         D.sequence("adding", length=1)
 
 
@@ -443,3 +443,115 @@ def test_mnist_download_is_opt_in_and_checksummed(tmp_path, monkeypatch):
     with pytest.raises(OSError, match="checksum mismatch"):
         D.mnist(tmp_path / "other", download=True)
     assert not list((tmp_path / "other").iterdir())                     # nothing half-written is left
+
+
+# -- batched fetching ----------------------------------------------------------------------------
+BUNDLES = {
+    "digits": lambda: D.digits(batch_size=64, seed=3),
+    "digits_images": lambda: D.digits(batch_size=50, flat=False, seed=1),
+    "synthetic_regression": lambda: D.synthetic_regression(n=203, n_features=3, batch_size=16, seed=2),
+    "synthetic_classification": lambda: D.synthetic_classification("blobs", n=301, n_classes=3, batch_size=32),
+    "sequence_sine": lambda: D.sequence("sine", n=150, batch_size=16, seed=4),
+    "sequence_parity": lambda: D.sequence("parity", n=150, batch_size=16),
+    "text_corpus": lambda: D.text_corpus(block_size=16, batch_size=64, val_fraction=0.45, test_fraction=0.5, seed=7),
+    "text_topics": lambda: D.text_topics(n_topics=3, snippet_len=32, batch_size=8, seed=1),
+}
+
+
+def per_item_loader(loader, drop_last=False):
+    """The loader as it was before batched fetching: one example at a time, then default_collate."""
+    ds = TensorDataset(*loader.dataset.tensors)
+    shuffle = isinstance(loader.sampler, torch.utils.data.RandomSampler)
+    generator = None if loader.generator is None else torch.Generator().manual_seed(loader.generator.initial_seed())
+    return DataLoader(ds, batch_size=loader.batch_size, shuffle=shuffle, generator=generator, drop_last=drop_last)
+
+
+def same_batches(a, b, epochs=2, limit=40):
+    for _ in range(epochs):
+        batches_a, batches_b = list(a), list(b)     # whole epochs: a sampler draws at its end too
+        pairs = list(zip(batches_a, batches_b))
+        assert len(pairs) == len(a) == len(b) == len(batches_b) and pairs
+        for (xa, ya), (xb, yb) in pairs[:limit]:
+            assert xa.dtype == xb.dtype and ya.dtype == yb.dtype
+            assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+@pytest.mark.parametrize("kind", sorted(BUNDLES))
+def test_batched_fetching_gives_the_per_item_batches(kind):
+    bundle = BUNDLES[kind]()
+    assert isinstance(bundle.train.dataset, D.TensorData)
+    assert isinstance(bundle.train.dataset, TensorDataset)           # still a TensorDataset: .tensors
+    same_batches(bundle.train, per_item_loader(bundle.train))       # two epochs: the shuffle advances
+    for split in ("val", "test"):
+        loader = getattr(bundle, split)
+        if loader is not None:
+            same_batches(loader, per_item_loader(loader), epochs=1)
+    smaller = bundle.with_batch_size(5)
+    same_batches(smaller.train, per_item_loader(smaller.train), epochs=1)
+
+
+def test_batched_fetching_with_drop_last_and_subset_and_wrappers():
+    from torch.utils.data import Dataset, Subset
+
+    bundle = D.digits(batch_size=64)
+    ds = bundle.train.dataset
+    assert torch.equal(ds[3][0], ds.tensors[0][3]) and len(ds[3]) == 2     # indexes as before
+    gen = lambda: torch.Generator().manual_seed(11)
+    fast = DataLoader(ds, batch_size=100, shuffle=True, drop_last=True, generator=gen(), collate_fn=D.collate)
+    slow = DataLoader(TensorDataset(*ds.tensors), batch_size=100, shuffle=True, drop_last=True, generator=gen())
+    same_batches(fast, slow)
+    assert all(len(y) == 100 for _, y in fast)
+    # Subset forwards __getitems__; a user's own DataLoader (default_collate) also gets the same batches
+    sub = Subset(ds, list(range(0, len(ds), 3)))
+    sub_plain = Subset(TensorDataset(*ds.tensors), sub.indices)
+    same_batches(DataLoader(sub, batch_size=7, collate_fn=D.collate), DataLoader(sub_plain, batch_size=7))
+    same_batches(DataLoader(sub, batch_size=7), DataLoader(sub_plain, batch_size=7))
+    same_batches(DataLoader(ds, batch_size=7), DataLoader(TensorDataset(*ds.tensors), batch_size=7))
+
+    class Noisy(Dataset):                        # a wrapper without __getitems__: per item, as before
+        def __init__(self, base):
+            self.base = base
+
+        def __len__(self):
+            return len(self.base)
+
+        def __getitem__(self, i):
+            x, y = self.base[i]
+            return x + 1, y
+
+    wrapped = D.make_loaders(Noisy(ds), batch_size=16, seed=2)
+    x, y = next(iter(wrapped.train))
+    assert x.shape == (16, 64) and y.shape == (16,)
+    # a plain TensorDataset given to make_loaders is fetched in batches too, over the same tensors
+    plain = TensorDataset(torch.arange(20.0)[:, None], torch.arange(20))
+    made = D.make_loaders(plain, plain, batch_size=6, seed=9)
+    assert isinstance(made.train.dataset, D.TensorData) and made.train.dataset.tensors[0] is plain.tensors[0]
+    same_batches(made.train, per_item_loader(made.train))
+
+
+def test_batched_fetching_under_distributed_sharding():
+    from torch.utils.data import DistributedSampler
+
+    bundle = D.synthetic_classification(n=257, batch_size=16, seed=5)
+    for rank in range(2):
+        shards = []
+        for ds, collate in ((bundle.train.dataset, D.collate), (TensorDataset(*bundle.train.dataset.tensors), None)):
+            sampler = DistributedSampler(ds, num_replicas=2, rank=rank, shuffle=True, seed=5)
+            kwargs = {} if collate is None else {"collate_fn": collate}
+            shards.append(DataLoader(ds, batch_size=16, sampler=sampler, **kwargs))
+        same_batches(*shards, epochs=1)
+
+
+def test_make_loaders_refuses_what_is_not_a_dataset():
+    with pytest.raises(TypeError, match="train must be a map-style Dataset"):
+        D.make_loaders(None)
+    with pytest.raises(TypeError, match="val must be a map-style Dataset"):
+        D.make_loaders(TensorDataset(torch.zeros(3, 1)), val=5)
+    with pytest.raises(ValueError, match="train is an empty dataset"):
+        D.make_loaders(TensorDataset(torch.zeros(0, 1)))
+
+
+def test_batched_fetching_takes_negative_indices_like_indexing():
+    ds = D.digits().train.dataset
+    x, y = ds.__getitems__([-1, 0, -2]).gather()
+    assert torch.equal(x, torch.stack([ds[-1][0], ds[0][0], ds[-2][0]])) and torch.equal(y, ds.tensors[1][[-1, 0, -2]])
