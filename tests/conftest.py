@@ -23,6 +23,7 @@ def run_notebook(tmp_path_factory):
     """run_notebook("01_linear_regression", lr=0.1) -> Executed; quick mode; cached per parameters."""
     import papermill as pm
     import labkit as lk
+    from labkit.runner import _kernel_options
     cache: dict = {}
 
     def run(name: str, **parameters) -> Executed:
@@ -33,8 +34,10 @@ def run_notebook(tmp_path_factory):
             out = tmp_path_factory.mktemp("executed") / src.name
             t0 = time.perf_counter()
             # run from an unrelated working directory: a notebook must not depend on where it is started
+            # kernels listen on Unix sockets (no TCP port), as `labkit run` starts them
             pm.execute_notebook(str(src), str(out), parameters={"quick": True, **parameters},
-                                kernel_name="python3", cwd=str(out.parent), progress_bar=False)
+                                kernel_name="python3", cwd=str(out.parent), progress_bar=False,
+                                **_kernel_options(str(tmp_path_factory.mktemp("kernel")), None))
             cache[key] = Executed(out, lk.records(out), time.perf_counter() - t0)
         return cache[key]
 
