@@ -4,6 +4,7 @@ from .gpt import GPT, GPTConfig
 from .lora import LoRALinear, add_lora, merge_lora
 from .mlp import MLP
 from .rnn import CharLSTM, SequenceModel
+from .transfer import GPTClassifier
 from .utils import count_parameters
 
 __all__ = [
@@ -17,4 +18,5 @@ __all__ = [
     "add_lora",
     "merge_lora",
     "count_parameters",
+    "GPTClassifier",
 ]
