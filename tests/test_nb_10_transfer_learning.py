@@ -59,7 +59,7 @@ def test_10_transfer_learning_checks_fractions(run_notebook):
 def check_claim(r):
     """With <= 10 % of the labels, pretraining beats training from scratch (averaged over those
     fractions, each averaged over runs with other labelled snippets): the probe, and the best
-    pretrained method, by a margin larger than the run-to-run noise of a 341-snippet test set."""
+    pretrained method, by a margin larger than the run-to-run noise of a 344-snippet test set."""
     eff = {float(f): by_m for f, by_m in r["data_efficiency"].items()}
     few = [f for f in eff if f <= 0.1]
     gain = {m: statistics.mean(eff[f][m] - eff[f]["scratch"] for f in few) for m in METHODS[1:]}
