@@ -6,6 +6,7 @@ from .mlp import MLP
 from .rnn import CharLSTM, SequenceModel
 from .seq2seq import Seq2Seq
 from .tcn import TCN, CausalConv1d
+from .transfer import GPTClassifier
 from .utils import count_parameters
 
 __all__ = [
@@ -22,4 +23,5 @@ __all__ = [
     "count_parameters",
     "TCN",
     "CausalConv1d",
+    "GPTClassifier",
 ]
