@@ -114,3 +114,25 @@ def test_papermill_infers_every_parameter(nb):
     from papermill.iorw import load_notebook_node
     names = [p.name for p in _infer_parameters(load_notebook_node(str(nb)))]
     assert {"quick", "seed", "device"} <= set(names), f"papermill infers only {names}"
+
+
+def test_readme_zh_cn_has_the_three_commands_and_the_course_table():
+    """README.zh-CN.md is a translation of README.md: the same commands first and the same course table."""
+    zh_path = ROOT / "README.zh-CN.md"
+    assert zh_path.exists(), "README.zh-CN.md (the Chinese README) is missing"
+    zh = zh_path.read_text(encoding="utf-8")
+    block = re.search(r"```bash\n(.*?)```", zh, re.S).group(1)
+    commands = [line.split("#")[0].strip() for line in block.strip().splitlines()]
+    assert commands == ['pip install -e ".[dev]"', "labkit run notebooks --quick", "pytest"]
+    en = (ROOT / "README.md").read_text(encoding="utf-8")
+    assert "README.zh-CN.md" in en, "README.md does not link to the Chinese README"
+    row = re.compile(r"^\| `(\d\d_[a-z0-9_]+)` \|.*\| ([^|]+) \|$", re.M)
+    en_rows = dict(row.findall(en))
+    zh_rows = dict(row.findall(zh))
+    assert en_rows, "README.md has no course table"
+    for name, time in en_rows.items():
+        assert name in zh_rows, f"README.zh-CN.md's course table has no row for {name}"
+        assert zh_rows[name].strip() == time.strip(), (
+            f"{name}: README.zh-CN.md says {zh_rows[name].strip()!r}, README.md {time.strip()!r}")
+    assert set(zh_rows) == set(en_rows), f"rows only in README.zh-CN.md: {sorted(set(zh_rows) - set(en_rows))}"
+    assert "notebooks/zh/" in zh and "notebooks/zh/glossary.md" in zh
