@@ -136,3 +136,71 @@ def test_readme_zh_cn_has_the_three_commands_and_the_course_table():
             f"{name}: README.zh-CN.md says {zh_rows[name].strip()!r}, README.md {time.strip()!r}")
     assert set(zh_rows) == set(en_rows), f"rows only in README.zh-CN.md: {sorted(set(zh_rows) - set(en_rows))}"
     assert "notebooks/zh/" in zh and "notebooks/zh/glossary.md" in zh
+NOTEBOOK_FILES = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+def _cells(nb):
+    return json.loads(nb.read_text())["cells"]
+
+
+def _source(cell) -> str:
+    return "".join(cell["source"])
+
+
+def _is_solution(cell) -> bool:
+    return "solution" in cell.get("metadata", {}).get("tags", [])
+
+
+@pytest.mark.parametrize("nb", NOTEBOOK_FILES, ids=lambda p: p.stem)
+def test_every_notebook_is_executed_by_its_test(nb):
+    """Each notebook runs once per `pytest`, through papermill in its own test (nbval is not run on top)."""
+    test = ROOT / "tests" / f"test_nb_{nb.stem}.py"
+    assert test.is_file(), f"{nb.name} has no test file {test.name}"
+    assert f'run_notebook("{nb.stem}"' in test.read_text(), f"{test.name} never executes {nb.stem}"
+
+
+@pytest.mark.parametrize("nb", NOTEBOOK_FILES, ids=lambda p: p.stem)
+def test_every_exercise_has_a_solution(nb):
+    """Exercises are the numbered items under '## Exercises'; each has a hidden `solution` cell that
+    starts '# Solution to exercise N' and runs headless; questions under 'Check your understanding'
+    have hidden answers."""
+    cells = _cells(nb)
+    starts = [i for i, c in enumerate(cells) if c["cell_type"] == "markdown"
+              and re.search(r"^#+\s*Exercises", _source(c), re.M)]
+    assert starts, "no '## Exercises' section"
+    numbers = []
+    for c in cells[starts[0]:]:
+        if c["cell_type"] == "markdown" and not _is_solution(c):
+            if re.search(r"^#+\s*Check your understanding", _source(c), re.M | re.I):
+                break
+            numbers += [int(n) for n in re.findall(r"^(\d+)\.\s", _source(c), re.M)]
+    assert numbers, "no numbered exercises"
+    assert numbers == list(range(1, len(numbers) + 1)), f"exercises numbered {numbers}"
+    solved = [int(m.group(1)) for c in cells if c["cell_type"] == "code" and _is_solution(c)
+              for m in [re.match(r"\s*# Solution to exercise (\d+)", _source(c))] if m]
+    assert sorted(solved) == numbers, f"exercises {numbers}, solutions for {sorted(solved)}"
+    for c in cells:
+        if _is_solution(c):
+            assert c["metadata"].get("jupyter", {}).get("source_hidden") is True, \
+                "solution cells open collapsed (jupyter.source_hidden)"
+    quiz = [i for i, c in enumerate(cells) if c["cell_type"] == "markdown"
+            and re.search(r"^#+\s*Check your understanding", _source(c), re.M | re.I)]
+    assert quiz, "no 'Check your understanding' questions"
+    answers = [c for c in cells[quiz[0]:] if c["cell_type"] == "markdown" and _is_solution(c)]
+    assert answers, "the questions have no hidden answers"
+
+
+TIME = re.compile(r"\*\*Time:\*\*\s*about ([\d.]+) min[^(]*\(quick(?: mode)?: ~?(\d+) s\)")
+
+
+@pytest.mark.parametrize("nb", NOTEBOOK_FILES, ids=lambda p: p.stem)
+def test_readme_times_are_the_notebook_headers(nb):
+    """One source of truth: the README's time column repeats each notebook's own header."""
+    header = TIME.search(_source(_cells(nb)[0]))
+    assert header, "the first cell states '**Time:** about N min on a 2-core CPU (quick mode: ~N s)'"
+    full, quick = header.groups()
+    row = next((line for line in (ROOT / "README.md").read_text().splitlines()
+                if line.startswith(f"| `{nb.stem}`")), None)
+    assert row is not None, f"README's table has no row for {nb.stem}"
+    assert row.rstrip(" |").endswith(f"| {full} min / {quick} s"), \
+        f"README says {row.split('|')[-2].strip()!r}, the notebook's header {full} min / {quick} s"

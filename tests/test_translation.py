@@ -82,3 +82,22 @@ def test_start_translation_keeps_done_cells_and_brings_new_ones(tmp_path):
 
 def test_magics_fall_back_to_lines():
     assert tr.code_skeleton("%timeit f(x)  # time it") == tr.code_skeleton("%timeit f(x)  # 计时")
+
+
+ENGLISH_NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+
+
+@pytest.mark.parametrize("nb", ENGLISH_NOTEBOOKS, ids=lambda p: p.stem)
+def test_the_chinese_edition_is_in_step(nb):
+    """Every chapter exists in notebooks/zh/, cell for cell, each cell translating the current English
+    text, with the same code. After an English edit: python -m labkit.translation notebooks notebooks/zh"""
+    problems = tr.check(nb, ROOT / "notebooks" / "zh" / nb.name)
+    assert not problems, f"notebooks/zh/{nb.name}: " + "; ".join(map(str, problems[:8])) + \
+        (f" ... ({len(problems)} in all)" if len(problems) > 8 else "")
+
+
+def test_the_glossary_lists_the_course_terms():
+    text = (ROOT / "notebooks" / "zh" / "glossary.md").read_text(encoding="utf-8")
+    for term in ("迁移学习", "循环神经网络", "注意力机制", "预训练", "微调", "学习率", "批量大小", "过拟合",
+                 "正则化", "反向传播", "梯度下降", "动量", "交叉熵", "卷积", "池化"):
+        assert f"| {term}" in text, term
