@@ -17,6 +17,8 @@ from .plots import LivePlot, history_figure, show, use_small_renderer
 from .record import record, records
 from .train import History, Trainer
 from .widgets import ControlPanel
+from .layerstats import LayerStats
+from .playground import Playground
 
 __version__ = "0.1.0"
 
@@ -27,4 +29,6 @@ __all__ = [
     "DivergenceWarning", "ProgressBar", "LivePlot", "ControlPanel", "record", "records",
     "seed_everything", "pick_device", "describe", "frontend", "check_params", "quick_default", "show",
     "history_figure", "lr_find", "data", "deploy", "models", "viz",
+    "LayerStats",
+    "Playground",
 ]
