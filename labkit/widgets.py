@@ -282,7 +282,7 @@ class _PanelRun(Callback):
 
     def on_epoch_end(self, trainer, logs):
         self.run.history.epochs.append(logs)
-        if self.panel.sample is not None:
+        if self.panel.sample is not None and (not self.run.samples or self.run.samples[-1][0] != logs["step"]):
             self.panel._take_sample(self.run)
         if self.panel.mode == "live":
             self._draw()
