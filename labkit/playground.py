@@ -256,6 +256,12 @@ class Playground:
         bs = min(s["batch_size"], len(self.X_train))
         if bs != self.data.batch_size:
             self.data = self.data.with_batch_size(bs)
+        if self.data.val is not None and self.data.val.batch_size != len(self.X_test):
+            # the test points in one batch: evaluating costs one forward pass, whatever the batch size
+            from .data import DataBundle
+            from torch.utils.data import DataLoader
+            self.data = DataBundle(self.data.train, DataLoader(self.data.val.dataset, batch_size=len(self.X_test)),
+                                   None, self.data.info)
 
     @property
     def history(self):
