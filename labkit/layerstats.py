@@ -224,6 +224,7 @@ class LayerStats(Callback):
         """Four small panels: loss, gradient norm per layer, update/weight ratio per layer, and the
         activations (dead ReLU or saturated fraction where there are such units, else the std)."""
         layers = self.layers()
+        kinds = {r["layer"]: r["kind"] for r in self.rows}
         act_key = "dead" if any(r["dead"] is not None for r in self.rows) else \
             "saturated" if any(r["saturated"] is not None for r in self.rows) else "act_std"
         act_title = {"dead": "dead ReLUs (fraction)", "saturated": "saturated units (fraction)",
@@ -253,7 +254,7 @@ class LayerStats(Callback):
                     if kind == "log":
                         x, y = zip(*[(a, b) for a, b in zip(x, y) if b > 0]) if any(b > 0 for b in y) else ([], [])
                     data.append({"type": "scatter", "x": list(x), "y": list(y), "mode": "lines+markers",
-                                 "marker": {"size": 4}, "name": layer, "legendgroup": layer,
+                                 "marker": {"size": 4}, "name": f"{kinds[layer]} {layer}", "legendgroup": layer,
                                  "showlegend": i == 2, "line": {"color": METRIC_COLORS[j % len(METRIC_COLORS)]
                                                                 if j else "#1f77b4"},
                                  "xaxis": f"x{ax}", "yaxis": f"y{ax}"})

@@ -284,7 +284,7 @@ class _PanelRun(Callback):
         self.run.history.epochs.append(logs)
         if self.panel.sample is not None and (not self.run.samples or self.run.samples[-1][0] != logs["step"]):
             self.panel._take_sample(self.run)
-        if self.panel.mode == "live":
+        if self.panel.mode == "live" and time.perf_counter() >= self._next_draw:
             self._draw()
 
     def _draw(self):

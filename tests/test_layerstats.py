@@ -95,7 +95,7 @@ def test_headless_figure_and_live_widget(monkeypatch):
     trainer.fit(loader(), epochs=1)
     assert len(shown) == 1 and PLOTLY_MIME in shown[0]
     names = {t.get("name") for t in shown[0][PLOTLY_MIME]["data"]}
-    assert {"loss", "0", "2"} <= names
+    assert {"loss", "Linear 0", "Linear 2"} <= names
     live = lk.LayerStats(every=2, mode="live")
     trainer.fit(loader(), epochs=1, callbacks=[live])
     assert live.live is not None and live.live.spec["data"][0]["name"] == "loss"
