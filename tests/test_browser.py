@@ -111,15 +111,11 @@ def _free_port() -> int:
 
 
 def _lab_settings(folder: Path) -> None:
-    """User settings for this server only: start the notebook's kernel without asking (the
-    'Select Kernel' dialog otherwise appears, depending on timing, and blocks Run All); no
-    'get Jupyter news?' toast over the notebook and no update check (the machine may be offline)."""
-    settings = {"notebook-extension/tracker": {"autoStartDefaultKernel": True},
-                "apputils-extension/notification": {"fetchNews": "false", "checkForUpdates": False}}
-    for plugin, values in settings.items():
-        target = folder / "@jupyterlab" / f"{plugin}.jupyterlab-settings"
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(json.dumps(values))
+    """The settings labkit installs (share/jupyter/lab/settings/overrides.json): start the notebook's
+    kernel without asking (the 'Select Kernel' dialog otherwise appears, depending on timing, and
+    blocks Run All); no 'get Jupyter news?' toast over the notebook and no update check."""
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(ROOT / "labkit" / "jupyter" / "overrides.json", folder / "overrides.json")
 
 
 @pytest.fixture(scope="module")
@@ -136,7 +132,7 @@ def lab(tmp_path_factory):
     shutil.copy(NOTEBOOK.parent / "01_linear_regression.ipynb", root / "01_linear_regression.ipynb")
     for name, (source, ids) in EXCERPTS.items():
         _excerpt(NOTEBOOK.parent / f"{source}.ipynb", ids, root / name)
-    _lab_settings(base / "settings")
+    _lab_settings(base / "app_settings")
     port, token = _free_port(), secrets.token_hex(24)
     env = dict(os.environ)
     env.pop("LABKIT_FRONTEND", None)            # the point is to see what labkit detects by itself
@@ -149,6 +145,7 @@ def lab(tmp_path_factory):
                f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
                "--ServerApp.terminals_enabled=False",
                f"--LabApp.user_settings_dir={base / 'settings'}",
+               f"--LabApp.app_settings_dir={base / 'app_settings'}",
                f"--LabApp.workspaces_dir={base / 'workspaces'}"]
     log = base / "jupyterlab.log"
     with open(log, "w") as log_file:
