@@ -131,7 +131,7 @@ class Run:
 def label_runs(runs: list) -> None:
     """Label each run by what differs between the runs: 'lr 0.1', 'lr 0.001 · adam'."""
     keys = [k for k in dict.fromkeys(k for r in runs for k in r.settings)
-            if len({repr(r.settings.get(k)) for r in runs}) > 1]
+            if k != "from step" and len({repr(r.settings.get(k)) for r in runs}) > 1]
     for r in runs:
         parts = [_fmt(r.settings.get(k)) if k == "optimizer" else f"{k} {_fmt(r.settings.get(k))}"
                  for k in keys]
@@ -163,7 +163,7 @@ def runs_figure(runs: list, x: str = "step", title: str | None = None, height: i
         pts = [(row["step"] if x == "step" else t, row["loss"])
                for row, t in zip(steps, run.step_times or [math.nan] * len(steps))
                if math.isfinite(row.get("loss", math.nan)) and (x == "step" or math.isfinite(t))]
-        xs, ys = _decimate([p[0] for p in pts], [p[1] for p in pts])
+        xs, ys = _decimate([p[0] for p in pts], _smooth([p[1] for p in pts]))
         losses += ys
         few = len(xs) < 30
         data.append({"type": "scatter", "x": xs, "y": ys, "mode": "lines+markers" if few else "lines",
@@ -190,12 +190,12 @@ def runs_figure(runs: list, x: str = "step", title: str | None = None, height: i
     xtitle = "step" if x == "step" else "seconds"
     layout = {
         "height": height, "plot_bgcolor": "white", "paper_bgcolor": "white", "showlegend": True,
-        "margin": {"l": 60, "r": 40, "t": 60 if title else 34, "b": 40},
-        "legend": {"orientation": "h", "y": -0.22, "groupclick": "togglegroup",
+        "margin": {"l": 60, "r": 40, "t": 60 if title else 34, "b": 90},
+        "legend": {"orientation": "h", "y": -0.2, "yanchor": "top", "groupclick": "togglegroup",
                    "title": {"text": "runs (click to hide):"}},
         "xaxis": x_axis(xtitle, domain=left, anchor="y"),
         "yaxis": {"anchor": "x", **y_axis(log_or_linear(losses), "loss")},
-        "annotations": [_note("loss: train (solid), validation (dashed)", left)],
+        "annotations": [_note("loss: train (solid, smoothed), validation (dashed)", left)],
     }
     if title:
         layout["title"] = {"text": title, "x": 0, "xanchor": "left", "xref": "paper"}
@@ -208,6 +208,17 @@ def runs_figure(runs: list, x: str = "step", title: str | None = None, height: i
                                       "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5,
                                       "font": {"color": "#888"}})
     return {"data": data, "layout": layout}
+
+
+def _smooth(values: list) -> list:
+    """An exponential moving average over about 1 % of the run (at least 1 step): a noisy mini-batch
+    loss reads as a curve, so runs can be compared at a glance."""
+    span = max(1.0, len(values) / 100)
+    alpha, out, avg = 2 / (span + 1), [], None
+    for v in values:
+        avg = v if avg is None else avg + alpha * (v - avg)
+        out.append(avg)
+    return out
 
 
 def _note(text: str, domain: list) -> dict:
@@ -384,8 +395,8 @@ class ControlPanel:
                                      tooltip="fresh weights; earlier runs stay on the chart")
         self.clear_button = W.Button(description="Clear runs", icon="trash",
                                      tooltip="forget the runs drawn on the chart")
-        self.x_axis = W.ToggleButtons(options=["step", "time"], value="step", description="x axis",
-                                      style={"description_width": "50px", "button_width": "60px"})
+        self.x_axis = W.Dropdown(options=["step", "time"], value="step", description="x axis",
+                                 style={"description_width": "50px"}, layout=W.Layout(width="160px"))
         self.sort = W.Dropdown(options=["run", "best val loss", "seconds"], value="run",
                                description="sort runs by", style={"description_width": "80px"},
                                layout=W.Layout(width="240px"))
@@ -646,11 +657,12 @@ class ControlPanel:
         feed = _PanelRun(self, run)
         self._feed = feed
         t0 = time.perf_counter()
+        data = _stoppable(self.data, self.trainer)
         try:
             if self.by_steps:
-                history = self.trainer.fit(self.data, steps=n, eval_every=self.eval_every, callbacks=[feed])
+                history = self.trainer.fit(data, steps=n, eval_every=self.eval_every, callbacks=[feed])
             else:
-                history = self.trainer.fit(self.data, epochs=n, eval_every=self.eval_every, callbacks=[feed])
+                history = self.trainer.fit(data, epochs=n, eval_every=self.eval_every, callbacks=[feed])
         except Exception as e:          # shown in the panel: a background thread has nowhere else
             self.error = e
             run.stop_reason = f"error: {type(e).__name__}"
@@ -707,6 +719,37 @@ class ControlPanel:
 
     def _repr_mimebundle_(self, **kwargs):
         return self.box._repr_mimebundle_(**kwargs)
+
+
+class _StoppableLoader:
+    """Makes a validation loader end early once Stop is pressed: an evaluation in progress is cut
+    short (its scores then cover the batches seen), so Stop answers within one batch."""
+
+    @staticmethod
+    def wrap(loader, trainer):
+        from torch.utils.data import DataLoader
+
+        class Stoppable(type(loader)):
+            def __iter__(self):
+                for batch in super().__iter__():
+                    if trainer.stopped:
+                        return
+                    yield batch
+
+        new = Stoppable.__new__(Stoppable)
+        new.__dict__.update(loader.__dict__)         # the same loader: dataset, sampler, batch size
+        return new if isinstance(new, DataLoader) else loader
+
+
+def _stoppable(data, trainer):
+    import dataclasses
+    val = getattr(data, "val", None)
+    if val is None or not dataclasses.is_dataclass(data):
+        return data
+    try:
+        return dataclasses.replace(data, val=_StoppableLoader.wrap(val, trainer))
+    except Exception:              # an unusual loader: Stop then waits for the evaluation to end
+        return data
 
 
 def _arg_names(fn) -> set | None:
