@@ -229,7 +229,7 @@ class LayerStats(Callback):
             "saturated" if any(r["saturated"] is not None for r in self.rows) else "act_std"
         act_title = {"dead": "dead ReLUs (fraction)", "saturated": "saturated units (fraction)",
                      "act_std": "output std"}[act_key]
-        cells = [("loss", None, [0, 0.45], [0.58, 1]), ("grad_norm", "gradient norm", [0.55, 1], [0.58, 1]),
+        cells = [("loss", None, [0, 0.45], [0.62, 1]), ("grad_norm", "gradient norm", [0.55, 1], [0.62, 1]),
                  ("update_ratio", "update / weight", [0, 0.45], [0, 0.38]), (act_key, act_title, [0.55, 1], [0, 0.38])]
         data, layout = [], {"height": 460, "plot_bgcolor": "white", "paper_bgcolor": "white", "showlegend": True,
                             "margin": {"l": 60, "r": 30, "t": 60 if self.title else 30, "b": 40},
@@ -258,7 +258,8 @@ class LayerStats(Callback):
                                  "showlegend": i == 2, "line": {"color": METRIC_COLORS[j % len(METRIC_COLORS)]
                                                                 if j else "#1f77b4"},
                                  "xaxis": f"x{ax}", "yaxis": f"y{ax}"})
-            layout[f"xaxis{ax}"] = x_axis("step", domain=xd, anchor=f"y{ax}")
+            # the step title under the bottom row only: above, it would run into the panel titles below
+            layout[f"xaxis{ax}"] = x_axis("step" if i > 2 else "", domain=xd, anchor=f"y{ax}")
             axis = y_axis(kind, "")
             if key in ("dead", "saturated"):
                 axis["range"] = [-0.02, 1.02]
