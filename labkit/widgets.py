@@ -24,6 +24,7 @@ from .plots import (CONFIG, METRIC_COLORS, PLOTLY_MIME, LiveFigure, _decimate, l
                     x_axis, y_axis)
 
 STYLE = {"description_width": "110px"}
+RUN_POINTS = 600       # per run's train curve: a smoothed curve needs no more on a 900-pixel chart
 RUN_COLORS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2",
               "#17becf", "#bcbd22", "#7f7f7f"]
 
@@ -163,7 +164,7 @@ def runs_figure(runs: list, x: str = "step", title: str | None = None, height: i
         pts = [(row["step"] if x == "step" else t, row["loss"])
                for row, t in zip(steps, run.step_times or [math.nan] * len(steps))
                if math.isfinite(row.get("loss", math.nan)) and (x == "step" or math.isfinite(t))]
-        xs, ys = _decimate([p[0] for p in pts], _smooth([p[1] for p in pts]))
+        xs, ys = _decimate([p[0] for p in pts], _smooth([p[1] for p in pts]), RUN_POINTS)
         losses += ys
         few = len(xs) < 30
         data.append({"type": "scatter", "x": xs, "y": ys, "mode": "lines+markers" if few else "lines",
@@ -277,6 +278,7 @@ class _PanelRun(Callback):
 
     def on_fit_start(self, trainer, logs):
         self._t0 = time.perf_counter()
+        self._next_draw = self._t0 + 0.25          # the first frame once there is something to draw
         self._end_step = trainer.step + (logs.get("planned_steps") or trainer.planned_steps)
 
     def on_batch_end(self, trainer, logs):

@@ -415,7 +415,7 @@ def test_two_runs_overlaid_with_their_labels_after_changing_the_lr(notebook, tmp
         box.fill("0.05")
         box.press("Enter")
         expect(box).to_have_value("0.05")
-        _run_new_cell(page, "panel.set(epochs=3, batch_size=8);")
+        _run_new_cell(page, "panel.set(epochs=10, batch_size=8);")
         _button(panel, "Train").click()
         expect(status).to_contain_text(re.compile(r"Done: step|Stopped at step"), timeout=RUN_ALL_TIMEOUT * 1000)
         page.wait_for_function(f"(panel) => ({PROGRESS_JS})(panel).legend.length === {len(before) + 1}",
