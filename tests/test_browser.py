@@ -81,7 +81,10 @@ class Lab:
     log: Path
 
     def page_url(self, notebook: str) -> str:
-        return f"{self.url}/lab/tree/{notebook}?token={self.token}"
+        # a workspace of its own per notebook: a page shows that notebook alone, so two pages never
+        # hold the same file open (and never ask "File Changed: overwrite?")
+        workspace = notebook.replace(".ipynb", "").replace("_", "-")
+        return f"{self.url}/lab/workspaces/{workspace}/tree/{notebook}?reset&token={self.token}"
 
     def api(self, path: str, method: str = "GET", timeout: float = 5.0):
         request = urllib.request.Request(f"{self.url}{path}", method=method,
