@@ -358,6 +358,7 @@ class ControlPanel:
         lo, hi = (math.log10(check_lr(v, "lr_range")) for v in lr_range)
         self.lr_range = (10 ** lo, 10 ** hi)
         self._lr_exact = check_lr(trainer.lr)
+        self._echoes: list = []                  # (when, log10 lr) set from code, echoes to expect
         self.lr = W.FloatLogSlider(value=self._lr_exact, min=lo, max=hi, step=0.05, base=10,
                                    description="learning rate", readout=False, style=style,
                                    layout=W.Layout(width="250px"))
@@ -577,6 +578,9 @@ class ControlPanel:
         self._quiet = True
         try:
             if not from_slider:
+                # the front end will echo it back snapped to its grid, maybe after later sets
+                self._echoes.append((time.monotonic(), math.log10(value)))
+                self._echoes = self._echoes[-50:]
                 self.lr.value = value
             self.lr_text.value = value
         finally:
@@ -589,9 +593,14 @@ class ControlPanel:
         echo and the exact value stays; a real move takes the slider's value to 3 digits."""
         if getattr(self, "_quiet", False):
             return
-        new = change["new"]
+        new, now = change["new"], time.monotonic()
         if abs(math.log10(new) - math.log10(self._lr_exact)) <= self.lr.step / 2 + 1e-9:
             return
+        # a late echo of a value set from code (several sets in one cell arrive after the cell)
+        for i, (t, sent) in enumerate(self._echoes):
+            if now - t < 60 and abs(math.log10(new) - sent) <= self.lr.step / 2 + 1e-9:
+                del self._echoes[:i + 1]
+                return
         self._set_lr(float(f"{new:.3g}"), from_slider=True)
 
     def _on_lr_text(self, change) -> None:

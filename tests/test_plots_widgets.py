@@ -389,3 +389,16 @@ def test_stop_cuts_an_evaluation_short(monkeypatch):
     b = lk.data.DataBundle(b.train, DataLoader(b.val.dataset, batch_size=8), None, {})
     trainer = lk.Trainer(SlowToEvaluate(), loss="cross_entropy", device="cpu")
     panel = lk.ControlPanel(trainer, b, epochs=5, mode="live")
+
+
+def test_late_echoes_of_values_set_from_code_change_nothing(monkeypatch):
+    """Three sets in one cell: the front end's snapped echoes arrive after it, in order."""
+    monkeypatch.setattr("IPython.display.display", lambda *a, **k: None)
+    panel = lk.ControlPanel(classifier(), bundle(), epochs=1, mode="live", lr_range=(1e-3, 10))
+    for lr in (1e-3, 0.1, 1.5):
+        panel.set(lr=lr)
+    for echo in (1e-3, 0.1, 10 ** 0.2):      # 1.5 comes back as 1.585, the nearest grid point
+        panel.lr.value = echo
+    assert panel.lr_value == 1.5 and panel.trainer.lr == 1.5 and panel.lr_text.value == 1.5
+    panel.lr.value = 10 ** -1.5               # then the learner moves the slider: that one counts
+    assert panel.lr_value == 0.0316
