@@ -260,7 +260,8 @@ class LayerStats(Callback):
                                  "xaxis": f"x{ax}", "yaxis": f"y{ax}"})
             # the step title under the bottom row only: above, it would run into the panel titles below
             layout[f"xaxis{ax}"] = x_axis("step" if i > 2 else "", domain=xd, anchor=f"y{ax}")
-            axis = y_axis(kind, "")
+            axis = y_axis(kind, "", [r[key] for r in self.rows] if key in KEYS else
+                          [v for _, v in self.losses])
             if key in ("dead", "saturated"):
                 axis["range"] = [-0.02, 1.02]
             layout[f"yaxis{ax}"] = {"anchor": f"x{ax}", "domain": yd, **axis}

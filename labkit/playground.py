@@ -331,9 +331,10 @@ class Playground:
         ax = [round(float(v), 2) for v in axis]
         sx = [round(float(v), 2) for v in small]
         prob = np.round(prob.astype(np.float64), 2).tolist()
-        data, layout = [], {"height": 440, "width": 980, "plot_bgcolor": "white", "paper_bgcolor": "white",
-                            "margin": {"l": 30, "r": 20, "t": 50, "b": 40}, "showlegend": True,
-                            "legend": {"x": 0.84, "y": 0.42, "xanchor": "left", "font": {"size": 11}},
+        data, layout = [], {"height": 440, "plot_bgcolor": "white", "paper_bgcolor": "white",
+                            "margin": {"l": 30, "r": 30, "t": 50, "b": 40}, "showlegend": True,
+                            "legend": {"x": 0.82, "y": 0.36, "xanchor": "left", "yanchor": "top",
+                                       "font": {"size": 11}},
                             "annotations": []}
         n_layers = len(neurons)
         left = 0.30 if n_layers else 0.0
@@ -386,9 +387,9 @@ class Playground:
             data.append({"type": "scatter", "x": epochs, "y": [r.get(key) for r in rows], "mode": "lines",
                          "name": name, "line": {"color": color, "width": 2, "dash": "dot" if key == "loss" else "solid"},
                          "xaxis": f"x{k}", "yaxis": f"y{k}"})
-        layout[f"xaxis{k}"] = {"domain": [0.84, 1], "anchor": f"y{k}", "title": {"text": "epoch"},
+        layout[f"xaxis{k}"] = {"domain": [0.82, 1], "anchor": f"y{k}", "title": {"text": "epoch"},
                                "rangemode": "nonnegative", "gridcolor": "#eee"}
-        layout[f"yaxis{k}"] = {"domain": [0.55, 1], "anchor": f"x{k}", "title": {"text": "loss"},
+        layout[f"yaxis{k}"] = {"domain": [0.6, 1], "anchor": f"x{k}", "title": {"text": "loss"},
                                "rangemode": "tozero", "gridcolor": "#eee"}
         last = rows[-1] if rows else {}
         layout["title"] = {"text": f"{self.settings['dataset']} · epoch {self.trainer.epoch} · "

@@ -116,9 +116,13 @@ def log_or_linear(values) -> str:
     return "log" if values and min(values) > 0 and max(values) / min(values) > 100 else "linear"
 
 
-def y_axis(kind: str, title: str) -> dict:
-    """A y axis; a log one labels whole decades only (0.01, 0.1, 1), not "5 2 1 5 2 0.1 5"."""
+def y_axis(kind: str, title: str, values=None) -> dict:
+    """A y axis; a log one spanning decades labels whole decades only (0.01, 0.1, 1), not
+    "5 2 1 5 2 0.1 5" (within two decades, plotly's own ticks read well)."""
     axis = {"type": kind, "title": {"text": title}, **AXIS}
+    positive = [v for v in (values or []) if v is not None and math.isfinite(v) and v > 0]
+    if kind == "log" and positive and max(positive) / min(positive) < 100:
+        return axis
     if kind == "log":
         axis.update(dtick=1, exponentformat="power", minor={"showgrid": True, "gridcolor": "#f4f4f4"})
     return axis
