@@ -36,6 +36,7 @@ _LAZY = {
     "check": "exercises",
     "set_language": "i18n", "get_language": "i18n",
     "prep": None, "diagrams": None,
+    "LayerStats": "layerstats", "Playground": "playground",
 }
 
 __all__ = [
@@ -48,6 +49,8 @@ __all__ = [
     "get_language",
     "prep",
     "diagrams",
+    "LayerStats",
+    "Playground",
 ]
 
 

@@ -35,3 +35,16 @@ def test_03_parameters_are_used(run_notebook):
     assert r["mlp_test_accuracy"] > 0.85
     # a "too high" learning rate that is in fact the sensible one kills no units
     assert max(r["unit_health"]["ReLU, lr=0.001 (too high)"]["final_per_layer"]) < 0.1
+
+
+def test_03_layer_stats_and_playground(run_notebook):
+    r = run_notebook("03_mlp").records
+    # LayerStats: the too-high learning rate kills a large share of the second layer's ReLUs
+    assert r["layer_stats"]["dead_high_lr"]["2"] > 0.3
+    # six sigmoid layers: the first layer's gradient is a small fraction of the last one's
+    grads = r["layer_stats"]["grad_norms_step1"]
+    assert len(grads) == 7 and r["layer_stats"]["first_over_last_grad_sigmoid"] < 0.01
+    assert grads == sorted(grads)              # shrinking layer by layer on the way back
+    # the playground: a ring needs a hidden layer (or squared features)
+    pg = r["playground_circles"]
+    assert pg["no_hidden"] < 0.8 < pg["four_tanh"]

@@ -57,3 +57,20 @@ def test_04_optimization_checks_its_parameters(run_notebook):
     from papermill.exceptions import PapermillExecutionError
     with pytest.raises(PapermillExecutionError, match="parameter 'momentum' must be float"):
         run_notebook("04_optimization", momentum="high")
+
+
+def test_04_surface_explorer_titles_and_play_button(run_notebook):
+    import json
+    import re
+    nb = json.loads(run_notebook("04_optimization").path.read_text())
+    figures = [o["data"]["application/vnd.plotly.v1+json"] for c in nb["cells"] for o in c.get("outputs", [])
+               if "application/vnd.plotly.v1+json" in o.get("data", {})]
+    surfaces = [f for f in figures if f.get("frames") and "Rosenbrock" in str(f["layout"].get("title", ""))]
+    assert surfaces, "no Rosenbrock surface figure in the executed notebook"
+    for fig in surfaces:
+        title = fig["layout"]["title"]["text"]
+        # at most 3 significant digits (a slider's 10**0.4 reads 2.51, not 2.51189), on two lines
+        assert "<br>" in title and not re.search(r"\d\.\d{4,}", title), title
+        # ▶ and the step slider redraw the frame, so the contour stays under the moving points
+        play = fig["layout"]["updatemenus"][0]["buttons"][0]["args"][1]
+        assert play["frame"]["redraw"] is True

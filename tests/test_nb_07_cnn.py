@@ -68,3 +68,14 @@ def test_07_cnn_parameters_are_used(run_notebook):
     assert r["cnn_epochs"] == 2
     # two epochs of a 4-channel CNN: it has learned something, but is far from trained
     assert 0.2 < r["cnn_test_accuracy"] < 0.97
+
+
+def test_07_layer_stats_with_and_without_batch_norm(run_notebook):
+    r = run_notebook("07_cnn").records["bn_layer_stats"]
+    without, with_bn = r["without batch norm"], r["with batch norm"]
+    assert len(without["grad_norm_step1"]) == len(with_bn["grad_norm_step1"]) == 4   # 2 convs, 2 linear layers
+    # without normalisation the signal shrinks layer by layer at the default initialisation
+    assert without["output_std_step1"][2] < without["output_std_step1"][0]
+    # batch norm sends the first convolution a larger gradient, and plain SGD gets further in 2 epochs
+    assert with_bn["grad_norm_step1"][0] > 1.5 * without["grad_norm_step1"][0]
+    assert with_bn["val_accuracy"] > without["val_accuracy"]

@@ -94,3 +94,13 @@ def test_08_rnn_parameters_are_used(run_notebook):
     assert r["seq_compare_steps"] == 10 and r["adding_gru"]["epochs"] == 1
     # two epochs are not enough for the LSTM to solve the adding problem at length 25
     assert r["adding_mse"]["lstm"]["25"] > 0.02
+
+
+def test_08_layer_stats_show_where_gradients_explode(run_notebook):
+    r = run_notebook("08_rnn").records["clip_layer_stats"]
+    unclipped, clipped = r["no clipping"], next(v for k, v in r.items() if k.startswith("clipped"))
+    assert set(unclipped) == set(clipped) == {"rnn", "head"}
+    assert unclipped["rnn"]["max_grad_norm"] > unclipped["head"]["max_grad_norm"]
+    # unclipped, one step moves the recurrent weights by a large share of their size; clipped, far less
+    assert unclipped["rnn"]["max_update_ratio"] > 0.3
+    assert max(v["max_update_ratio"] for v in clipped.values()) < unclipped["rnn"]["max_update_ratio"] / 2

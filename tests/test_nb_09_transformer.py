@@ -101,3 +101,15 @@ def test_09_transformer_checks_head_count(run_notebook):
     """Parameters reach the model: 3 heads cannot split quick mode's 64 embedding dimensions."""
     with pytest.raises(Exception, match=r"n_embd=64 must be divisible by n_head=3"):
         run_notebook("09_transformer", n_head=3)
+
+
+def test_09_step_panel_and_its_samples(run_notebook):
+    r = run_notebook("09_transformer").records
+    panel = r["step_panel"]
+    # a step-based run: 40 steps in quick mode, an evaluation and an 80-character sample every 20
+    assert panel["steps"] == 40 and panel["sample_steps"] == [20, 40]
+    assert all(s.startswith('The "for" statement') and len(s) == len('The "for" statement') + 80
+               for s in panel["samples"])
+    losses = panel["val_losses"]
+    assert losses[-1] < losses[0] < math.log(r["vocab_size"]) + 0.5   # it learns as it goes
+    assert all(0 <= k <= 1 for k in panel["known_words"])

@@ -3,6 +3,7 @@ import json
 import threading
 import time
 
+import ipywidgets as W
 import plotly.graph_objects as go
 import pytest
 import torch
@@ -62,9 +63,11 @@ def test_liveplot_live_updates_widget_in_place_and_throttles(monkeypatch):
     plot = lk.LivePlot(mode="live", max_fps=1000)
     trainer = classifier()
     trainer.fit(bundle(), epochs=2, callbacks=[plot])
-    assert isinstance(plot.widget, go.FigureWidget)
-    assert len(plot.widget.data[0].x) == trainer.step
-    assert [t.name for t in plot.widget.data][-1] == "val_accuracy"
+    assert isinstance(plot.widget, W.Output)          # its state is the figure: it survives a reload
+    spec = plot.live.spec
+    assert len(spec["data"][0]["x"]) == trainer.step
+    assert [t["name"] for t in spec["data"]][-1] == "val_accuracy"
+    assert plot.widget.outputs[0]["data"][PLOTLY_MIME] is spec
 
     slow = lk.LivePlot(mode="live", max_fps=0.001)            # at most one redraw per 1000 s
     draws = []
@@ -195,3 +198,207 @@ def test_control_panel_shows_errors_from_background_thread(monkeypatch):
 def test_panel_repr_mimebundle_is_a_widget():
     panel = lk.ControlPanel(classifier(), bundle(), epochs=1, mode="headless")
     assert "application/vnd.jupyter.widget-view+json" in panel._repr_mimebundle_()
+
+
+# -- runs kept and compared ---------------------------------------------------------------------------
+
+def test_every_train_is_a_run_labelled_by_what_differs(monkeypatch):
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda obj, raw=False: shown.append(obj))
+    trainer = classifier()
+    panel = lk.ControlPanel(trainer, bundle(), epochs=2, mode="headless")
+    panel.set(lr=0.1, optimizer="sgd").train()
+    panel.reset()
+    panel.set(lr=0.001, optimizer="adam").train()
+    assert [r.settings["lr"] for r in panel.runs] == [0.1, 0.001]
+    assert [r.label for r in panel.runs] == ["#1 lr 0.1 · sgd", "#2 lr 0.001 · adam"]
+    for run in panel.runs:
+        assert len(run.history.steps) == run.steps == 2 * 10 and run.history.epochs[-1]["val_accuracy"] >= 0
+        assert run.seconds > 0 and run.stop_reason is None
+    # the comparison: one legend entry per run, the last one bold, each curve's steps its own
+    fig = panel.compare()
+    legend = [t.name for t in fig.data if t.showlegend]
+    assert legend == ["#1 lr 0.1 · sgd", "#2 lr 0.001 · adam"]
+    widths = {t.legendgroup: t.line.width for t in fig.data}
+    assert widths["run2"] > widths["run1"]
+    assert {t.yaxis or "y" for t in fig.data} == {"y", "y2"} and fig.layout.yaxis2.title.text == "val_accuracy"
+    # headless, each train() shows the comparison so far as plain plotly JSON
+    assert len(shown) == 2 and len([t for t in shown[1][PLOTLY_MIME]["data"] if t["showlegend"]]) == 2
+    table = lk.widgets.runs_table(panel.runs, sort="best val loss")
+    assert table.count("<tr>") == 3 and "best val_accuracy" in table
+    panel.clear_runs()
+    assert panel.runs == [] and trainer.step == 20       # the model is kept
+
+
+def test_reset_keeps_the_runs_and_a_continued_run_says_so(monkeypatch):
+    monkeypatch.setattr("IPython.display.display", lambda *a, **k: None)
+    panel = lk.ControlPanel(classifier(), bundle(), epochs=1, mode="headless")
+    panel.train()
+    panel.train()                                   # continues the same model
+    assert panel.runs[1].settings["from step"] == 10 and panel.runs[1].history.steps[0]["step"] == 11
+    panel.reset()
+    assert len(panel.runs) == 2 and panel.trainer.step == 0
+    assert "stay on the chart" in panel.status.value
+
+
+def test_runs_against_time_and_a_short_diverged_run_is_visible(monkeypatch):
+    monkeypatch.setattr("IPython.display.display", lambda *a, **k: None)
+    panel = lk.ControlPanel(classifier(), bundle(), epochs=1, mode="headless")
+    panel.train()
+    fig = lk.widgets.runs_figure(panel.runs, x="time")
+    assert fig["layout"]["xaxis"]["title"]["text"] == "seconds"
+    assert fig["data"][0]["x"] == sorted(fig["data"][0]["x"]) and fig["data"][0]["x"][-1] > 0
+    with pytest.raises(ValueError, match="x must be 'step' or 'time'"):
+        lk.widgets.runs_figure(panel.runs, x="epoch")
+    h = lk.History()
+    h.steps = [{"step": i, "loss": v} for i, v in [(1, 2.0), (2, 50.0), (3, 9e5)]]
+    spec = lk.plots.figure_dict(h)
+    first = spec["data"][0]
+    assert first["mode"] == "lines+markers" and first["opacity"] == 1 and spec["layout"]["showlegend"]
+    assert spec["layout"]["yaxis"]["type"] == "log" and spec["layout"]["yaxis"]["dtick"] == 1
+    empty = lk.plots.figure_dict(lk.History())
+    assert empty["layout"]["xaxis"]["rangemode"] == "nonnegative"
+
+
+def test_figure_colours_and_axis_titles(monkeypatch):
+    trainer = classifier()
+    trainer.fit(bundle(), epochs=2)
+    spec = lk.plots.figure_dict(trainer.history)
+    colors = {t["name"]: t["line"]["color"] for t in spec["data"]}
+    assert colors["val_accuracy"] not in (colors["val loss"], colors["train loss (epoch)"])
+    assert spec["layout"]["yaxis"]["title"]["text"] == "loss"
+    assert spec["layout"]["yaxis2"]["title"]["text"] == "accuracy"
+
+
+def test_exact_learning_rate_from_code_slider_and_box(monkeypatch):
+    monkeypatch.setattr("IPython.display.display", lambda *a, **k: None)
+    trainer = classifier()
+    panel = lk.ControlPanel(trainer, bundle(), epochs=1, mode="live")
+    panel.set(lr=0.167)
+    assert panel.lr_value == 0.167 and panel.lr_text.value == 0.167 and trainer.lr == 0.167
+    panel.lr.value = 10 ** -0.8          # the front end echoes the value snapped to its grid (0.158)
+    assert panel.lr_value == 0.167
+    panel.lr_text.value = 0.05           # typed into the box: used as typed
+    assert panel.lr_value == 0.05 and trainer.lr == 0.05
+    panel.lr.value = 10 ** -0.5          # a real move of the slider: its value, to 3 digits
+    assert panel.lr_value == 0.316
+    panel.lr_text.value = 1e6            # out of range: refused, the box goes back
+    assert panel.lr_value == 0.316 and panel.lr_text.value == 0.316 and "outside" in panel.status.value
+    panel.set(lr=0.0501)
+    panel.train()
+    assert panel.runs[-1].settings["lr"] == 0.0501 and trainer.history.steps[-1]["lr"] == 0.0501
+
+
+def test_set_checks_every_value_naming_the_control(monkeypatch):
+    panel = lk.ControlPanel(classifier(), bundle(), epochs=2, mode="headless",
+                            params={"width": [8, 16], "drop": (0.0, 0.5)}, build=lambda width, drop: None)
+    with pytest.raises(TypeError, match="epochs must be an int, got float 2.5"):
+        panel.set(epochs=2.5)
+    with pytest.raises(ValueError, match=r"optimizer='nadam' is not one of the options of the 'optimizer' "
+                                         r"control: \['sgd'"):
+        panel.set(optimizer="nadam")
+    with pytest.raises(ValueError, match=r"width=32 is not one of .*\[8, 16\]"):
+        panel.set(width=32)
+    with pytest.raises(ValueError, match=r"drop=0.9 is outside"):
+        panel.set(drop=0.9)
+    with pytest.raises(ValueError, match="no control named 'steps'"):
+        panel.set(steps=3)
+    panel.set(epochs=3, width=16)
+    with pytest.raises(TypeError):
+        panel.set(epochs=5, width=16, drop="x")           # nothing changes when one value is wrong
+    assert panel.epochs.value == 3
+
+
+def test_train_is_refused_while_a_fit_runs(monkeypatch):
+    monkeypatch.setattr("IPython.display.display", lambda *a, **k: None)
+    trainer = classifier()
+
+    class Slow(lk.Callback):
+        def on_batch_end(self, trainer, logs):
+            time.sleep(0.002)
+
+    trainer.callbacks.append(Slow())
+    panel = lk.ControlPanel(trainer, bundle(), epochs=20, mode="live")
+    assert panel.train_in_background() is not None
+    assert panel.train_in_background() is None and "already" in panel.status.value
+    with pytest.raises(RuntimeError, match="already running"):
+        panel.train()
+    assert panel.running and len(panel.runs) == 1
+    panel.wait(30)
+    assert trainer.epoch == 20 and "Done: step 200" in panel.status.value
+    trainer.is_fitting = True                # a fit started elsewhere on the same trainer
+    with pytest.raises(RuntimeError, match="already running"):
+        panel.train()
+
+
+def test_step_based_panel_with_a_live_sample(monkeypatch):
+    monkeypatch.setattr("IPython.display.display", lambda *a, **k: None)
+    seen = []
+
+    def sample(trainer, temperature):
+        seen.append(temperature)
+        return f"step {trainer.step} at T={temperature}"
+
+    built = []
+
+    def build(width):
+        built.append(width)
+        return nn.Sequential(nn.Linear(2, width), nn.ReLU(), nn.Linear(width, 2))
+
+    panel = lk.ControlPanel(classifier(), bundle(), steps=25, eval_every=10, mode="live", sample=sample,
+                            build=build, params={"width": [8, 16], "temperature": (0.1, 2.0, 0.1)})
+    panel.set(steps=25, temperature=0.5)
+    panel.train()
+    run = panel.runs[-1]
+    assert run.settings["steps"] == 25 and panel.trainer.step == 25 and built == [8]
+    assert [s for s, _ in run.samples] == [10, 20, 25] and seen == [0.5] * 3
+    assert "step 25 at T=0.5" in panel.sample_box.value
+    panel.set(temperature=1.0)
+    panel.train()                            # temperature is no build argument: same model
+    assert built == [8] and panel.trainer.step == 50
+    with pytest.raises(ValueError, match="no control named 'epochs'"):
+        panel.set(epochs=3)
+    with pytest.raises(ValueError, match="not both"):
+        lk.ControlPanel(classifier(), bundle(), epochs=2, steps=3)
+
+
+def test_live_panel_chart_is_plain_figure_state(monkeypatch):
+    monkeypatch.setattr("IPython.display.display", lambda *a, **k: None)
+    panel = lk.ControlPanel(classifier(), bundle(), epochs=2, mode="live")
+    panel.train()
+    panel.set(lr=0.05).train()
+    out = panel.chart.widget.outputs[0]["data"][PLOTLY_MIME]
+    assert [t["name"] for t in out["data"] if t["showlegend"]] == ["#1 lr 0.01", "#2 lr 0.05"]
+    assert "<table" in panel.table.value and panel.table.value.count("<tr>") == 3
+
+
+def test_stop_cuts_an_evaluation_short(monkeypatch):
+    monkeypatch.setattr("IPython.display.display", lambda *a, **k: None)
+
+    class SlowToEvaluate(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.layer = nn.Linear(2, 2)
+
+        def forward(self, x):
+            if not self.training:
+                time.sleep(0.1)               # 10 validation batches: a 1 s evaluation
+            return self.layer(x)
+
+    b = bundle()
+    b = lk.data.DataBundle(b.train, DataLoader(b.val.dataset, batch_size=8), None, {})
+    trainer = lk.Trainer(SlowToEvaluate(), loss="cross_entropy", device="cpu")
+    panel = lk.ControlPanel(trainer, b, epochs=5, mode="live")
+
+
+def test_late_echoes_of_values_set_from_code_change_nothing(monkeypatch):
+    """Three sets in one cell: the front end's snapped echoes arrive after it, in order."""
+    monkeypatch.setattr("IPython.display.display", lambda *a, **k: None)
+    panel = lk.ControlPanel(classifier(), bundle(), epochs=1, mode="live", lr_range=(1e-3, 10))
+    for lr in (1e-3, 0.1, 1.5):
+        panel.set(lr=lr)
+    for echo in (1e-3, 0.1, 10 ** 0.2):      # 1.5 comes back as 1.585, the nearest grid point
+        panel.lr.value = echo
+    assert panel.lr_value == 1.5 and panel.trainer.lr == 1.5 and panel.lr_text.value == 1.5
+    panel.lr.value = 10 ** -1.5               # then the learner moves the slider: that one counts
+    assert panel.lr_value == 0.0316
