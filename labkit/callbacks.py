@@ -17,6 +17,7 @@ from pathlib import Path
 
 import torch
 
+from .i18n import _
 from .checks import (check_bool, check_fraction, check_int, check_lr, check_number, check_str,
                      suggest)
 
@@ -369,13 +370,15 @@ class DivergenceGuard(Callback):
         if not params_finite or exploded:
             trainer.model.load_state_dict(self.snapshot)
             trainer.optimizer.state.clear()     # momentum/Adam moments may hold NaN/inf too
-            restored = f"weights restored from step {self.snapshot_step}"
+            restored = _("weights restored from step {step}").format(step=self.snapshot_step)
         else:
-            restored = "weights kept (they are still finite)"
-        what = "is NaN/inf" if not math.isfinite(loss) else \
-            f"= {loss:.3g}, over {self.max_ratio:g}x its first value {self.first_loss:.3g}"
-        self.message = (f"Training diverged at step {logs['step']}: the loss {what} with lr={trainer.lr_now:g}. "
-                        f"Stopped; {restored}. Try a lower learning rate (e.g. lr={trainer.lr_now / 10:g}).")
+            restored = _("weights kept (they are still finite)")
+        what = _("is NaN/inf") if not math.isfinite(loss) else \
+            _("= {loss:.3g}, over {ratio:g}x its first value {first:.3g}").format(
+                loss=loss, ratio=self.max_ratio, first=self.first_loss)
+        self.message = _("Training diverged at step {step}: the loss {what} with lr={lr:g}. Stopped; {restored}. "
+                         "Try a lower learning rate (e.g. lr={lower:g}).").format(
+            step=logs["step"], what=what, lr=trainer.lr_now, restored=restored, lower=trainer.lr_now / 10)
         trainer.stop(self.message)
         warnings.warn(self.message, DivergenceWarning, stacklevel=2)
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .i18n import _
 from .callbacks import Callback
 from .frontend import frontend
 from .hparams import check_int, check_lr
@@ -326,8 +327,8 @@ class Playground:
     def figure_dict(self) -> dict:
         """The whole view as plotly JSON: neuron maps (one column per hidden layer), the decision
         boundary with the train (white edge) and test (black edge) points, and the loss curves."""
-        axis, prob, _ = self._maps()
-        small, _, neurons = self._maps(NEURON_GRID)
+        axis, prob, _neurons = self._maps()
+        small, _prob, neurons = self._maps(NEURON_GRID)
         ax = [round(float(v), 2) for v in axis]
         sx = [round(float(v), 2) for v in small]
         prob = np.round(prob.astype(np.float64), 2).tolist()
@@ -356,7 +357,7 @@ class Playground:
                 layout[f"xaxis{k}"] = {"domain": [x0, x0 + 0.8 * col_w], "anchor": f"y{k}", "visible": False}
                 layout[f"yaxis{k}"] = {"domain": [max(0, y1 - tile), y1], "anchor": f"x{k}", "visible": False}
                 k += 1
-            layout["annotations"].append({"text": f"layer {c + 1}", "x": c * col_w + 0.5 * col_w, "y": 1.0,
+            layout["annotations"].append({"text": _("layer {n}").format(n=c + 1), "x": c * col_w + 0.5 * col_w, "y": 1.0,
                                           "xref": "paper", "yref": "paper", "yanchor": "bottom",
                                           "showarrow": False, "font": {"size": 11}})
         # the decision boundary
@@ -387,14 +388,14 @@ class Playground:
             data.append({"type": "scatter", "x": epochs, "y": [r.get(key) for r in rows], "mode": "lines",
                          "name": name, "line": {"color": color, "width": 2, "dash": "dot" if key == "loss" else "solid"},
                          "xaxis": f"x{k}", "yaxis": f"y{k}"})
-        layout[f"xaxis{k}"] = {"domain": [0.82, 1], "anchor": f"y{k}", "title": {"text": "epoch"},
+        layout[f"xaxis{k}"] = {"domain": [0.82, 1], "anchor": f"y{k}", "title": {"text": _("epoch")},
                                "rangemode": "nonnegative", "gridcolor": "#eee"}
-        layout[f"yaxis{k}"] = {"domain": [0.6, 1], "anchor": f"x{k}", "title": {"text": "loss"},
+        layout[f"yaxis{k}"] = {"domain": [0.6, 1], "anchor": f"x{k}", "title": {"text": _("loss")},
                                "rangemode": "tozero", "gridcolor": "#eee"}
         last = rows[-1] if rows else {}
-        layout["title"] = {"text": f"{self.settings['dataset']} · epoch {self.trainer.epoch} · "
-                                   f"test loss {last.get('val_loss', math.nan):.3f} · "
-                                   f"test accuracy {self.accuracy():.1%}",
+        layout["title"] = {"text": _("{dataset} · epoch {epoch} · test loss {loss:.3f} · test accuracy {accuracy:.1%}").format(
+                               dataset=self.settings["dataset"], epoch=self.trainer.epoch,
+                               loss=last.get("val_loss", math.nan), accuracy=self.accuracy()),
                            "x": 0, "xanchor": "left", "xref": "paper", "font": {"size": 14}}
         return {"data": data, "layout": layout}
 
@@ -413,35 +414,35 @@ class Playground:
         from .plots import LiveFigure
         s, st, lay = self.settings, {"description_width": "100px"}, W.Layout(width="300px")
         w = self._widgets = {
-            "dataset": W.Dropdown(options=DATASETS, value=s["dataset"], description="data", style=st, layout=lay),
-            "noise": W.FloatSlider(value=s["noise"], min=0, max=0.5, step=0.05, description="noise",
+            "dataset": W.Dropdown(options=DATASETS, value=s["dataset"], description=_("data"), style=st, layout=lay),
+            "noise": W.FloatSlider(value=s["noise"], min=0, max=0.5, step=0.05, description=_("noise"),
                                    style=st, layout=lay, continuous_update=False),
             "train_fraction": W.FloatSlider(value=s["train_fraction"], min=0.1, max=0.9, step=0.1,
-                                            description="train share", style=st, layout=lay,
+                                            description=_("train share"), style=st, layout=lay,
                                             continuous_update=False),
-            "features": W.SelectMultiple(options=list(FEATURES), value=s["features"], description="features",
+            "features": W.SelectMultiple(options=list(FEATURES), value=s["features"], description=_("features"),
                                          rows=7, style=st, layout=W.Layout(width="300px")),
-            "hidden": W.Text(value=", ".join(map(str, s["hidden"])), description="hidden widths",
+            "hidden": W.Text(value=", ".join(map(str, s["hidden"])), description=_("hidden widths"),
                              placeholder="e.g. 4, 2 (empty: none)", style=st, layout=lay, continuous_update=False),
-            "activation": W.Dropdown(options=ACTIVATIONS, value=s["activation"], description="activation",
+            "activation": W.Dropdown(options=ACTIVATIONS, value=s["activation"], description=_("activation"),
                                      style=st, layout=lay),
             "lr": W.Dropdown(options=sorted({1e-5, 1e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1, 3, 10, s["lr"]}),
-                             value=s["lr"], description="learning rate", style=st, layout=lay),
-            "batch_size": W.IntSlider(value=s["batch_size"], min=1, max=30, description="batch size",
+                             value=s["lr"], description=_("learning rate"), style=st, layout=lay),
+            "batch_size": W.IntSlider(value=s["batch_size"], min=1, max=30, description=_("batch size"),
                                       style=st, layout=lay, continuous_update=False),
             "regularization": W.Dropdown(options=REGULARIZERS, value=s["regularization"],
-                                         description="regularization", style=st, layout=lay),
+                                         description=_("regularization"), style=st, layout=lay),
             "regularization_rate": W.Dropdown(options=sorted({0, 0.001, 0.003, 0.01, 0.03, 0.1, 0.3, 1,
                                                               s["regularization_rate"]}),
-                                              value=s["regularization_rate"], description="reg. rate",
+                                              value=s["regularization_rate"], description=_("reg. rate"),
                                               style=st, layout=lay),
         }
         for name, widget in w.items():
             widget.observe(lambda change, name=name: self._on_widget(name, change["new"]), names="value")
-        self.train_button = W.Button(description="Train", icon="play", button_style="success")
-        self.stop_button = W.Button(description="Stop", icon="stop", button_style="danger", disabled=True)
-        self.reset_button = W.Button(description="Reset", icon="undo")
-        self.epochs = W.IntSlider(value=100, min=1, max=1000, description="epochs", style=st, layout=lay)
+        self.train_button = W.Button(description=_("Train"), icon="play", button_style="success")
+        self.stop_button = W.Button(description=_("Stop"), icon="stop", button_style="danger", disabled=True)
+        self.reset_button = W.Button(description=_("Reset"), icon="undo")
+        self.epochs = W.IntSlider(value=100, min=1, max=1000, description=_("epochs"), style=st, layout=lay)
         self.status = W.HTML("<b>Ready.</b> Pick data and a network, then press Train.")
         self.train_button.on_click(lambda _: self.train_in_background())
         self.stop_button.on_click(lambda _: self.stop())
@@ -463,7 +464,7 @@ class Playground:
                 value = list(value)
             self.set(**{name: value})
             self._redraw()
-            self._say(f"{name} set. Press Train.")
+            self._say(_("{name} set. Press Train.").format(name=name))
         except (ValueError, TypeError, RuntimeError) as e:
             self._say(f"{name}: {e}", "#c00")
             self._sync_widgets()
@@ -489,23 +490,24 @@ class Playground:
 
     def train_in_background(self):
         if self.fitting:
-            self._say("Already training: press Stop first.", "#c00")
+            self._say(_("Already training: press Stop first."), "#c00")
             return None
         self._fitting = True
         epochs = self.epochs.value
 
         def work():
             self.train_button.disabled, self.stop_button.disabled = True, False
-            self._say(f"Training {epochs} epochs…")
+            self._say(_("Training {epochs} epochs…").format(epochs=epochs))
             self._fitting = False
             try:
                 self.train(epochs)
                 t = self.trainer
                 fps = self.fps()
-                self._say(f"{'Stopped' if t.stop_reason else 'Done'} at epoch {t.epoch}: test accuracy "
-                          f"{self.accuracy():.1%}" + (f" · {fps:.1f} frames/s" if fps else ""))
+                done = _("Stopped at epoch {epoch}") if t.stop_reason else _("Done at epoch {epoch}")
+                self._say(done.format(epoch=t.epoch) + _(": test accuracy {accuracy:.1%}").format(
+                    accuracy=self.accuracy()) + (_(" · {fps:.1f} frames/s").format(fps=fps) if fps else ""))
             except Exception as e:
-                self._say(f"Error: {type(e).__name__}: {e}", "#c00")
+                self._say(_("Error: {kind}: {error}").format(kind=type(e).__name__, error=e), "#c00")
             finally:
                 self.train_button.disabled, self.stop_button.disabled = False, True
 
@@ -520,7 +522,7 @@ class Playground:
             self._thread.join()
         self._rebuild_model()
         self._redraw()
-        self._say("Reset: a fresh network.")
+        self._say(_("Reset: a fresh network."))
 
     def wait(self, timeout=None):
         if self._thread is not None:

@@ -12,6 +12,7 @@ import time
 
 import plotly.graph_objects as go
 
+from .i18n import _
 from .callbacks import Callback
 from .frontend import frontend
 
@@ -128,9 +129,9 @@ def y_axis(kind: str, title: str, values=None) -> dict:
     return axis
 
 
-def x_axis(title: str = "step", **extra) -> dict:
+def x_axis(title: str | None = None, **extra) -> dict:
     # an empty chart (after Reset) starts at 0, never at negative steps
-    return {"title": {"text": title}, "rangemode": "nonnegative", **AXIS, **extra}
+    return {"title": {"text": _("step") if title is None else title}, "rangemode": "nonnegative", **AXIS, **extra}
 
 
 def figure_dict(history, title: str | None = None, height: int = 360) -> dict:
@@ -152,6 +153,9 @@ def figure_dict(history, title: str | None = None, height: int = 360) -> dict:
         else:                               # a metric, in the second panel
             trace.update(line={"color": next(palette), "dash": "solid" if name.startswith("val_") else "dot"},
                          xaxis="x2", yaxis="y2")
+        legend = {"train loss (step)": _("train loss (step)"), "train loss (epoch)": _("train loss (epoch)"),
+                  "val loss": _("val loss")}
+        trace["name"] = legend.get(name, name)       # the legend in the learner's language
         data.append(trace)
     left = [0, 0.44] if two else [0, 1]
     layout = {
@@ -160,8 +164,8 @@ def figure_dict(history, title: str | None = None, height: int = 360) -> dict:
         "legend": {"orientation": "h", "y": -0.25},
         "showlegend": True, "modebar": MODEBAR,
         "xaxis": x_axis(domain=left, anchor="y"),
-        "yaxis": {"anchor": "x", **y_axis(_loss_axis_type(history), "loss")},
-        "annotations": [_panel_title("loss", left)],
+        "yaxis": {"anchor": "x", **y_axis(_loss_axis_type(history), _("loss"))},
+        "annotations": [_panel_title(_("loss"), left)],
     }
     if title:
         layout["title"] = {"text": title, "x": 0, "xanchor": "left", "xref": "paper"}
@@ -169,7 +173,7 @@ def figure_dict(history, title: str | None = None, height: int = 360) -> dict:
         metrics = _metric_keys(history)
         layout.update(xaxis2=x_axis(domain=[0.56, 1], anchor="y2"),
                       yaxis2={"anchor": "x2", **y_axis("linear", ", ".join(m.removeprefix("val_") for m in metrics))})
-        layout["annotations"].append(_panel_title("metrics", [0.56, 1]))
+        layout["annotations"].append(_panel_title(_("metrics"), [0.56, 1]))
     return {"data": data, "layout": layout}
 
 

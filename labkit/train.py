@@ -595,7 +595,7 @@ class Trainer:
         logs = {"step": self.step, "epoch": self.epoch, "completed_epoch": completed_epoch,
                 "loss": float(np.mean(losses)) if losses else math.nan, "lr": self.lr_now,
                 "time": time.perf_counter() - self._fit_t0}
-        if val_loader is not None:
+        if val_loader is not None and not self._stop_requested:   # Stop answers now, not after an evaluation
             logs.update({f"val_{k}": v for k, v in self.evaluate(val_loader).items()})
         self.history.epochs.append(logs)
         self._call(callbacks, "on_epoch_end", logs)

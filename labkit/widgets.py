@@ -17,8 +17,9 @@ from dataclasses import dataclass, field
 
 import ipywidgets as W
 
-from .callbacks import Callback
+from .callbacks import Callback, DivergenceGuard
 from .frontend import frontend
+from .i18n import _
 from .hparams import OPTIMIZERS, check_int, check_lr
 from .plots import (CONFIG, METRIC_COLORS, PLOTLY_MIME, LiveFigure, _decimate, log_or_linear,
                     x_axis, y_axis)
@@ -188,15 +189,15 @@ def runs_figure(runs: list, x: str = "step", title: str | None = None, height: i
                          "xaxis": "x" if axis == "1" else "x2", "yaxis": "y" if axis == "1" else "y2",
                          "hovertemplate": "%{y:.4g}<extra>" + html.escape(group["name"]) + f" {key}</extra>",
                          **group})
-    xtitle = "step" if x == "step" else "seconds"
+    xtitle = _("step") if x == "step" else _("seconds")
     layout = {
         "height": height, "plot_bgcolor": "white", "paper_bgcolor": "white", "showlegend": True,
         "margin": {"l": 60, "r": 40, "t": 60 if title else 34, "b": 90},
         "legend": {"orientation": "h", "y": -0.2, "yanchor": "top", "groupclick": "togglegroup",
-                   "title": {"text": "runs (click to hide):"}},
+                   "title": {"text": _("runs (click to hide):")}},
         "xaxis": x_axis(xtitle, domain=left, anchor="y"),
-        "yaxis": {"anchor": "x", **y_axis(log_or_linear(losses), "loss")},
-        "annotations": [_note("loss: train (solid, smoothed), validation (dashed)", left)],
+        "yaxis": {"anchor": "x", **y_axis(log_or_linear(losses), _("loss"))},
+        "annotations": [_note(_("loss: train (solid, smoothed), validation (dashed)"), left)],
     }
     if title:
         layout["title"] = {"text": title, "x": 0, "xanchor": "left", "xref": "paper"}
@@ -205,7 +206,7 @@ def runs_figure(runs: list, x: str = "step", title: str | None = None, height: i
                       yaxis2={"anchor": "x2", **y_axis("linear", metric)})
         layout["annotations"].append(_note(metric.replace("_", " "), [0.65, 1]))
     if not runs:
-        layout["annotations"].append({"text": "no runs yet: press Train", "showarrow": False,
+        layout["annotations"].append({"text": _("no runs yet: press Train"), "showarrow": False,
                                       "xref": "paper", "yref": "paper", "x": 0.5, "y": 0.5,
                                       "font": {"color": "#888"}})
     return {"data": data, "layout": layout}
@@ -288,8 +289,8 @@ class _PanelRun(Callback):
         self.run.seconds = now - self._t0
         if now - self._last_status >= 0.25:
             self._last_status = now
-            self.panel._say(f"Training… step {logs['step']}/{self._end_step} · "
-                            f"loss {logs['loss']:.4g} · lr {trainer.lr_now:.3g}")
+            self.panel._say(_("Training… step {step}/{end} · loss {loss:.4g} · lr {lr:.3g}").format(
+                step=logs["step"], end=self._end_step, loss=logs["loss"], lr=trainer.lr_now))
         if self.panel.mode == "live" and now >= self._next_draw:
             self._draw()
 
@@ -360,19 +361,19 @@ class ControlPanel:
         self._lr_exact = check_lr(trainer.lr)
         self._echoes: list = []                  # (when, log10 lr) set from code, echoes to expect
         self.lr = W.FloatLogSlider(value=self._lr_exact, min=lo, max=hi, step=0.05, base=10,
-                                   description="learning rate", readout=False, style=style,
+                                   description=_("learning rate"), readout=False, style=style,
                                    layout=W.Layout(width="250px"))
         self.lr_text = W.FloatText(value=self._lr_exact, layout=W.Layout(width="86px"),
-                                   tooltip="the exact learning rate used; type one")
+                                   tooltip=_("the exact learning rate used; type one"))
         self.lr.observe(self._on_lr_slider, names="value")
         self.lr_text.observe(self._on_lr_text, names="value")
         if self.by_steps:
             n = check_int("steps", steps, minimum=1)
-            self.epochs = W.IntSlider(value=n, min=1, max=max(10 * n, 100), description="steps",
+            self.epochs = W.IntSlider(value=n, min=1, max=max(10 * n, 100), description=_("steps"),
                                       style=style, layout=_layout())
         else:
             n = check_int("epochs", 10 if epochs is None else epochs, minimum=1)
-            self.epochs = W.IntSlider(value=n, min=1, max=max(100, n), description="epochs",
+            self.epochs = W.IntSlider(value=n, min=1, max=max(100, n), description=_("epochs"),
                                       style=style, layout=_layout())
         names = list(optimizers or ["sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw"])
         for name in names:
@@ -381,29 +382,29 @@ class ControlPanel:
         current = trainer.optimizer_spec if isinstance(trainer.optimizer_spec, str) else None
         if current and current not in names:
             names.insert(0, current)
-        self.optimizer = W.Dropdown(options=names, value=current or names[0], description="optimizer",
+        self.optimizer = W.Dropdown(options=names, value=current or names[0], description=_("optimizer"),
                                     style=style, layout=_layout(), disabled=current is None)
         self.batch_size = None
         if hasattr(data, "with_batch_size"):
             n_train = len(data.train.dataset)
             sizes = sorted(set(batch_sizes or [s for s in (1, 8, 16, 32, 64, 128, 256, 512, 1024)
                                                if s <= n_train] + [data.batch_size]))
-            self.batch_size = W.Dropdown(options=sizes, value=data.batch_size, description="batch size",
+            self.batch_size = W.Dropdown(options=sizes, value=data.batch_size, description=_("batch size"),
                                          style=style, layout=_layout())
         self.params = {name: _control(name, spec) for name, spec in (params or {}).items()}
 
-        self.train_button = W.Button(description="Train", button_style="success", icon="play")
-        self.stop_button = W.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
-        self.reset_button = W.Button(description="Reset", icon="undo",
-                                     tooltip="fresh weights; earlier runs stay on the chart")
-        self.clear_button = W.Button(description="Clear runs", icon="trash",
-                                     tooltip="forget the runs drawn on the chart")
-        self.x_axis = W.Dropdown(options=["step", "time"], value="step", description="x axis",
+        self.train_button = W.Button(description=_("Train"), button_style="success", icon="play")
+        self.stop_button = W.Button(description=_("Stop"), button_style="danger", icon="stop", disabled=True)
+        self.reset_button = W.Button(description=_("Reset"), icon="undo",
+                                     tooltip=_("fresh weights; earlier runs stay on the chart"))
+        self.clear_button = W.Button(description=_("Clear runs"), icon="trash",
+                                     tooltip=_("forget the runs drawn on the chart"))
+        self.x_axis = W.Dropdown(options=["step", "time"], value="step", description=_("x axis"),
                                  style={"description_width": "50px"}, layout=W.Layout(width="160px"))
         self.sort = W.Dropdown(options=["run", "best val loss", "seconds"], value="run",
-                               description="sort runs by", style={"description_width": "80px"},
+                               description=_("sort runs by"), style={"description_width": "80px"},
                                layout=W.Layout(width="240px"))
-        self.status = W.HTML(value="<b>Ready.</b> Set the controls, then press Train.")
+        self.status = W.HTML(value=_("<b>Ready.</b> Set the controls, then press Train."))
         self.table = W.HTML()
         self.sample_box = W.HTML(layout=W.Layout(display="block" if sample else "none"))
         self.train_button.on_click(lambda _: self.train_in_background())
@@ -481,7 +482,7 @@ class ControlPanel:
         """Train with the current control values, synchronously; returns the History.
         A RuntimeError if a fit is already running on this trainer."""
         if self.fitting:
-            msg = "a fit is already running on this trainer: press Stop (or wait) before training again"
+            msg = _("a fit is already running on this trainer: press Stop (or wait) before training again")
             self._say(msg, color="#c00")
             raise RuntimeError(msg)
         self._prepare()
@@ -491,7 +492,7 @@ class ControlPanel:
         """Train in a thread (what the Train button does), so Stop and sliders stay live. While a
         fit runs, a second press changes nothing but the status line."""
         if self.fitting:
-            self._say("A run is already going: press Stop first (or wait for it to end).", color="#c00")
+            self._say(_("A run is already going: press Stop first (or wait for it to end)."), color="#c00")
             return None
         self._fitting = True                 # claimed before the thread starts: no double start
         try:
@@ -499,7 +500,7 @@ class ControlPanel:
         except Exception as e:
             self._fitting = False
             self.error = e
-            self._say(f"Error: {type(e).__name__}: {e}", color="#c00")
+            self._say(_("Error: {kind}: {error}").format(kind=type(e).__name__, error=e), color="#c00")
             return None
         self._thread = threading.Thread(target=self._run, name="labkit-train", daemon=True)
         self._thread.start()
@@ -508,7 +509,7 @@ class ControlPanel:
     def stop(self, why: str = "stop()") -> None:
         """End the current run at the next batch boundary (what the Stop button does)."""
         if self.fitting:
-            self._say(f"Stopping ({why})…")
+            self._say(_("Stopping ({why})…").format(why=why))
         self.trainer.stop(f"stopped ({why})")
 
     def reset(self) -> None:
@@ -523,17 +524,17 @@ class ControlPanel:
             self.trainer.reset()
         self.trainer.lr = self._lr_exact
         self._redraw()
-        kept = f"; the {len(self.runs)} earlier run(s) stay on the chart" if self.runs else ""
-        self._say(f"Reset: fresh weights{kept}.")
+        kept = _("; the {n} earlier run(s) stay on the chart").format(n=len(self.runs)) if self.runs else ""
+        self._say(_("Reset: fresh weights{kept}.").format(kept=kept))
 
     def clear_runs(self) -> None:
         """Forget the runs kept so far (the model is not touched)."""
         if self.running:
-            self._say("A run is going: Stop it before clearing the runs.", color="#c00")
+            self._say(_("A run is going: Stop it before clearing the runs."), color="#c00")
             return
         self.runs = []
         self._redraw()
-        self._say("Runs cleared.")
+        self._say(_("Runs cleared."))
 
     def compare(self, x: str = "step", title: str | None = None):
         """Every run so far as a static plotly figure (the last run bold)."""
@@ -662,9 +663,9 @@ class ControlPanel:
         run = self._new_run()
         self._set_running(True)
         self.error = None
-        unit = "steps" if self.by_steps else "epochs"
-        self._say(f"Training… {n} {unit} with {self.trainer.optimizer.__class__.__name__}, "
-                  f"lr {self.trainer.lr:.3g}")
+        unit = _("steps") if self.by_steps else _("epochs")
+        self._say(_("Training… {n} {unit} with {optimizer}, lr {lr:.3g}").format(
+            n=n, unit=unit, optimizer=self.trainer.optimizer.__class__.__name__, lr=self.trainer.lr))
         feed = _PanelRun(self, run)
         self._feed = feed
         t0 = time.perf_counter()
@@ -677,7 +678,7 @@ class ControlPanel:
         except Exception as e:          # shown in the panel: a background thread has nowhere else
             self.error = e
             run.stop_reason = f"error: {type(e).__name__}"
-            self._say(f"Error: {type(e).__name__}: {e}", color="#c00")
+            self._say(_("Error: {kind}: {error}").format(kind=type(e).__name__, error=e), color="#c00")
             if self._thread is None or threading.current_thread() is not self._thread:
                 raise
             return None
@@ -688,7 +689,7 @@ class ControlPanel:
             self._set_running(False)
             self._fitting = False
             self._redraw()
-        diverged = "diverged" in (self.trainer.stop_reason or "")
+        diverged = self._diverged()
         self._say(self._summary(), color="#c00" if diverged else "inherit")
         if self.mode == "headless":
             self._show_static()
@@ -710,10 +711,16 @@ class ControlPanel:
         row = t.history.epochs[-1] if t.history.epochs else (t.history.steps[-1] if t.history.steps else {})
         scores = " · ".join(f"{k} {v:.4g}" for k, v in row.items() if k == "loss" or k.startswith("val_"))
         reason = (t.stop_reason or "").strip()
-        if reason.startswith("Training diverged"):     # the guard's message says it all
+        if self._diverged():                            # the guard's message says it all
             return reason
-        head = f"Stopped at step {t.step}: {reason.rstrip('.')}." if reason else f"Done: step {t.step}."
+        head = _("Stopped at step {step}: {reason}.").format(step=t.step, reason=reason.rstrip(".")) \
+            if reason else _("Done: step {step}.").format(step=t.step)
         return f"{head} lr {t.lr:.3g} · {scores}"
+
+    def _diverged(self) -> bool:
+        """True when the last fit was ended by the DivergenceGuard (whatever language it spoke)."""
+        return any(isinstance(cb, DivergenceGuard) and cb.message and cb.message == self.trainer.stop_reason
+                   for cb in self.trainer.callbacks)
 
     def _set_running(self, running: bool) -> None:
         self.train_button.disabled = running

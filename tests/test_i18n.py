@@ -96,3 +96,31 @@ def test_a_kernel_started_with_labkit_lang_speaks_chinese():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env={**__import__("os").environ, "LABKIT_LANG": "zh"}).stdout
     assert "batch_size 必须是" in out
+
+
+def test_the_panel_the_plots_and_the_divergence_message_speak_chinese():
+    import warnings
+
+    import torch
+
+    import labkit as lk
+    from labkit.plots import figure_dict
+
+    i18n.set_language("zh")
+    data = lk.data.synthetic_regression(n=64, batch_size=16, seed=0)
+    trainer = lk.Trainer(lk.models.MLP(1, [4], 1), loss="mse", optimizer="sgd", lr=0.01)
+    panel = lk.ControlPanel(trainer, data, epochs=1, mode="headless")
+    assert [b.description for b in (panel.train_button, panel.stop_button, panel.reset_button, panel.clear_button)] \
+        == ["训练", "停止", "重置", "清除运行"]
+    assert "就绪" in panel.status.value and panel.lr.description == "学习率"
+    panel.train()
+    assert "完成" in panel.status.value
+    legend = {t["name"] for t in figure_dict(trainer.history)["data"]}
+    assert "训练损失（每步）" in legend and "验证损失" in legend
+    diverging = lk.Trainer(torch.nn.Linear(1, 1), loss="mse", optimizer="sgd", lr=1e6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        diverging.fit(data, epochs=3)
+    assert diverging.stop_reason.startswith("训练在第") and "请尝试更小的学习率" in diverging.stop_reason
+    pg = lk.Playground(dataset="circles")
+    assert "测试准确率" in pg.figure().layout.title.text

@@ -326,9 +326,20 @@ def test_train_is_refused_while_a_fit_runs(monkeypatch):
     assert panel.running and len(panel.runs) == 1
     panel.wait(30)
     assert trainer.epoch == 20 and "Done: step 200" in panel.status.value
-    trainer.is_fitting = True                # a fit started elsewhere on the same trainer
+    started = threading.Event()             # a fit started elsewhere on the same trainer (a cell)
+
+    class Hold(lk.Callback):
+        def on_batch_end(self, trainer, logs):
+            started.set()
+            time.sleep(0.01)
+
+    other = threading.Thread(target=trainer.fit, args=(bundle(),), kwargs={"steps": 500, "callbacks": [Hold()]})
+    other.start()
+    assert started.wait(30)
     with pytest.raises(RuntimeError, match="already running"):
         panel.train()
+    trainer.stop()
+    other.join(30)
 
 
 def test_step_based_panel_with_a_live_sample(monkeypatch):
