@@ -42,16 +42,19 @@ def _normalise(value: str, source: str) -> str:
         return "zh"
     if key.startswith("en"):
         return "en"
-    raise ValueError(f"{source} must be one of {sorted(LANGUAGES)} (e.g. 'zh' for 简体中文), got {value!r}")
+    raise ValueError(f"{source} must be one of {sorted(LANGUAGES)} or 'auto' (e.g. 'zh' for 简体中文), got {value!r}")
 
 
 def set_language(language: str | None) -> str:
-    """Choose the language of labkit's messages for this process: "en", "zh", or None to follow
-    LABKIT_LANG / the locale again. Widgets and plots made after the call use it."""
+    """Choose the language of labkit's messages for this process: "en", "zh", or "auto" (also None)
+    to follow LABKIT_LANG / the locale. Widgets and plots made after the call use it. Each notebook
+    of the course calls it once: "auto" in the English edition, "zh" in the Chinese one."""
     global _chosen
     if language is not None and not isinstance(language, str):
-        raise TypeError(f"language must be a string such as 'zh' or 'en', got {type(language).__name__} {language!r}")
-    _chosen = None if language is None else _normalise(language, "language")
+        raise TypeError(f"language must be a string such as 'zh', 'en' or 'auto', got "
+                        f"{type(language).__name__} {language!r}")
+    auto = language is None or language.strip().lower() == "auto"
+    _chosen = None if auto else _normalise(language, "language")
     return get_language()
 
 

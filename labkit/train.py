@@ -247,6 +247,12 @@ class Trainer:
         return self._stop_requested
 
     @property
+    def diverged(self) -> bool:
+        """True when the last fit was ended by the DivergenceGuard (its message is the stop reason)."""
+        return any(isinstance(cb, DivergenceGuard) and cb.message is not None and cb.message == self.stop_reason
+                   for cb in self.callbacks)
+
+    @property
     def is_fitting(self) -> bool:
         """True while a fit runs (in any thread)."""
         return self._fit_lock.locked()

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import ipywidgets as W
 
-from .callbacks import Callback, DivergenceGuard
+from .callbacks import Callback
 from .frontend import frontend
 from .i18n import _
 from .hparams import OPTIMIZERS, check_int, check_lr
@@ -719,8 +719,7 @@ class ControlPanel:
 
     def _diverged(self) -> bool:
         """True when the last fit was ended by the DivergenceGuard (whatever language it spoke)."""
-        return any(isinstance(cb, DivergenceGuard) and cb.message and cb.message == self.trainer.stop_reason
-                   for cb in self.trainer.callbacks)
+        return bool(getattr(self.trainer, "diverged", False))
 
     def _set_running(self, running: bool) -> None:
         self.train_button.disabled = running

@@ -122,5 +122,6 @@ def test_the_panel_the_plots_and_the_divergence_message_speak_chinese():
         warnings.simplefilter("ignore")
         diverging.fit(data, epochs=3)
     assert diverging.stop_reason.startswith("训练在第") and "请尝试更小的学习率" in diverging.stop_reason
+    assert diverging.diverged and not trainer.diverged
     pg = lk.Playground(dataset="circles")
     assert "测试准确率" in pg.figure().layout.title.text
