@@ -133,6 +133,7 @@ def lab(tmp_path_factory):
     root.mkdir()
     shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
     shutil.copy(NOTEBOOK.parent / "01_linear_regression.ipynb", root / "01_linear_regression.ipynb")
+    shutil.copy(NOTEBOOK.parent / "zh" / NOTEBOOK.name, root / f"zh_{NOTEBOOK.name}")    # the Chinese edition
     for name, (source, ids) in EXCERPTS.items():
         _excerpt(NOTEBOOK.parent / f"{source}.ipynb", ids, root / name)
     _lab_settings(base / "app_settings")
@@ -487,6 +488,24 @@ def test_the_exact_lr_after_run_all_in_01(lab, browser, tmp_path):
             cell = _run_new_cell(page, "panel.runs[-1].settings['lr'], panel.trainer.history.steps[-1]['lr']")
             expect(cell.locator(".jp-OutputArea-output")).to_have_text("(0.1, 0.1)")
             _keep(panel, tmp_path, "panel_01.png")
+    finally:
+        page.close()
+
+
+@pytest.mark.browser
+def test_a_chinese_notebook_shows_its_panel_in_chinese(lab, browser, tmp_path):
+    """notebooks/zh/00_setup.ipynb sets lk.set_language("zh"): buttons, status line and chart in Chinese."""
+    nb = _open_and_run_all(lab, browser, f"zh_{NOTEBOOK.name}", tmp_path, panel_button="训练")
+    page, panel = nb.page, nb.panel
+    try:
+        with screenshot_on_failure(page, tmp_path / "zh.png"):
+            expect(_button(panel, "训练")).to_be_enabled()
+            expect(_button(panel, "停止")).to_be_disabled()
+            expect(_button(panel, "清除运行")).to_be_visible()
+            expect(panel.locator(STATUS_CSS)).to_contain_text("完成：第")         # panel.train() ran from code
+            expect(panel.locator(".js-plotly-plot").first).to_contain_text("损失")
+            assert "学习率" in panel.inner_text()
+            _keep(panel, tmp_path, "panel_zh.png")
     finally:
         page.close()
 
