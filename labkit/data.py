@@ -32,7 +32,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset, default_collate
 
-from .hparams import check_int
+from .checks import check_bool, check_int, check_number
 
 SPLITS = ("train", "val", "test")
 MAX_N = 10_000_000          # examples a generator makes: more would only exhaust memory
@@ -157,36 +157,22 @@ def make_loaders(train, val=None, test=None, batch_size: int = 32, seed: int = 0
 
 # -- shared helpers -------------------------------------------------------------------------------
 def _check_fraction(name, value, low_open=False, high_closed=False) -> float:
-    lo, hi = ("(" if low_open else "[") + "0", "1" + ("]" if high_closed else ")")
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a number in {lo}, {hi}, got {type(value).__name__} {value!r}")
-    if not ((0 < value if low_open else 0 <= value) and (value <= 1 if high_closed else value < 1)):
-        raise ValueError(f"{name} must be a number in {lo}, {hi}, got {value!r}")
-    return float(value)
+    return check_number(name, value, 0, 1, min_inclusive=not low_open, max_inclusive=high_closed)
 
 
 def _check_noise(noise) -> float:
-    if isinstance(noise, bool) or not isinstance(noise, numbers.Real):
-        raise TypeError(f"noise must be a number >= 0, got {type(noise).__name__} {noise!r}")
-    if not 0 <= noise < float("inf"):
-        raise ValueError(f"noise must be a number >= 0, got {noise!r}")
-    return float(noise)
+    return check_number("noise", noise, minimum=0)
 
 
 def _check_bool(name, value) -> bool:
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be True or False, got {type(value).__name__} {value!r}")
-    return bool(value)
+    return check_bool(name, bool(value) if isinstance(value, np.bool_) else value)
 
 
 def _check_real(name, value, positive=False) -> float:
     """A finite number (> 0 when `positive`): NaN, infinities, bools and strings are refused."""
-    wanted = "a finite number" + (" > 0" if positive else "")
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be {wanted}, got {type(value).__name__} {value!r}")
-    if not math.isfinite(value) or (positive and value <= 0):
-        raise ValueError(f"{name} must be {wanted}, got {value!r}")
-    return float(value)
+    if isinstance(value, np.bool_):
+        value = bool(value)                 # refused as a bool below, like True/False
+    return check_number(name, value, minimum=0 if positive else None, min_inclusive=not positive)
 
 
 def _check_reals(name, values, count, positive=False, per="one per feature") -> np.ndarray:

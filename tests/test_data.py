@@ -133,13 +133,13 @@ def test_regression_bad_input():
         D.synthetic_regression(n_features=2, scale=[1])
     with pytest.raises(ValueError, match=r"weights must be 1 finite numbers \(one per feature\)"):
         D.synthetic_regression(weights=[1, 2])
-    with pytest.raises(ValueError, match="noise must be a number >= 0, got -1"):
+    with pytest.raises(ValueError, match="noise must be a finite number >= 0, got -1"):
         D.synthetic_regression(noise=-1)
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(val_fraction=1.5), r"val_fraction must be a number in \[0, 1\), got 1.5"),
-    (dict(test_fraction=-0.1), r"test_fraction must be a number in \[0, 1\), got -0.1"),
+    (dict(val_fraction=1.5), r"val_fraction must be a finite number in \[0, 1\), got 1.5"),
+    (dict(test_fraction=-0.1), r"test_fraction must be a finite number in \[0, 1\), got -0.1"),
     (dict(val_fraction=0.5, test_fraction=0.5), "val_fraction \\+ test_fraction must be < 1"),
     (dict(n=1), r"n must be an int in \[2, 10000000\], got 1"),
     (dict(seed=-1), r"seed must be an int in \[0, 9223372036854775807\], got -1"),
@@ -241,9 +241,9 @@ def test_digits_train_fraction_keeps_val_and_test():
     (dict(classes=[3]), ValueError, "classes must be at least two different digits from 0..9, got \\[3\\]"),
     (dict(classes=[1, 1]), ValueError, "at least two different digits"),
     (dict(classes=[0, 10]), ValueError, "at least two different digits"),
-    (dict(train_fraction=0), ValueError, r"train_fraction must be a number in \(0, 1\], got 0"),
-    (dict(train_fraction=1.5), ValueError, r"train_fraction must be a number in \(0, 1\], got 1.5"),
-    (dict(val_fraction="0.2"), TypeError, r"val_fraction must be a number in \[0, 1\), got str '0.2'"),
+    (dict(train_fraction=0), ValueError, r"train_fraction must be a finite number in \(0, 1\], got 0"),
+    (dict(train_fraction=1.5), ValueError, r"train_fraction must be a finite number in \(0, 1\], got 1.5"),
+    (dict(val_fraction="0.2"), TypeError, r"val_fraction must be a finite number in \[0, 1\), got str '0.2'"),
 ])
 def test_digits_bad_input(kwargs, error, message):
     with pytest.raises(error, match=message):
