@@ -443,7 +443,7 @@ class Playground:
         self.stop_button = W.Button(description=_("Stop"), icon="stop", button_style="danger", disabled=True)
         self.reset_button = W.Button(description=_("Reset"), icon="undo")
         self.epochs = W.IntSlider(value=100, min=1, max=1000, description=_("epochs"), style=st, layout=lay)
-        self.status = W.HTML("<b>Ready.</b> Pick data and a network, then press Train.")
+        self.status = W.HTML(_("<b>Ready.</b> Pick data and a network, then press Train."))
         self.train_button.on_click(lambda _: self.train_in_background())
         self.stop_button.on_click(lambda _: self.stop())
         self.reset_button.on_click(lambda _: self.reset())
