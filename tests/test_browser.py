@@ -33,9 +33,11 @@ from pathlib import Path
 import pytest
 
 try:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
     from playwright.sync_api import expect, sync_playwright
 except ImportError:                     # the browser tests skip, saying so
     expect = sync_playwright = None
+    PlaywrightTimeoutError = TimeoutError
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOK = ROOT / "notebooks" / "00_setup.ipynb"
@@ -464,8 +466,7 @@ def test_the_chart_survives_a_page_reload(notebook, tmp_path):
         # training again after the reload adds one more run, with its legend entry
         _button(panel, "Train").click()
         status = panel.locator(STATUS_CSS)
-        if _button(panel, "Stop").is_enabled():
-            _button(panel, "Stop").click()
+        _click_if_still_running(_button(panel, "Stop"))
         expect(status).to_contain_text(re.compile(r"Stopped at step|Done: step"), timeout=RUN_ALL_TIMEOUT * 1000)
         page.wait_for_function(f"(panel) => ({PROGRESS_JS})(panel).legend.length === {len(legend) + 1}",
                                arg=panel.element_handle(), timeout=UI_TIMEOUT * 1000)
@@ -565,8 +566,7 @@ def test_playground_renders_and_its_boundary_changes_while_it_trains(lab_03, tmp
         page.wait_for_timeout(3000)
         frames, seconds = page.evaluate("() => window.__frames"), time.perf_counter() - started
         _keep(pg, tmp_path, "playground_training.png")
-        if _button(pg, "Stop").is_enabled():
-            _button(pg, "Stop").click()
+        _click_if_still_running(_button(pg, "Stop"))
         expect(pg).to_contain_text(re.compile(r"(Stopped|Done) at epoch"), timeout=RUN_ALL_TIMEOUT * 1000)
         page.evaluate("() => { window.__counting = false; }")
         fps = frames / seconds
@@ -593,8 +593,7 @@ def test_step_panel_in_09_shows_a_growing_sample(lab, browser, tmp_path):
                 seen.append((step, sample.inner_text()))
             assert seen[1][0] > seen[0][0] and all(t.startswith('The "for" statement') for _, t in seen), seen
             _keep(panel, tmp_path, "step_panel.png")
-            if _button(panel, "Stop").is_enabled():
-                _button(panel, "Stop").click()
+            _click_if_still_running(_button(panel, "Stop"))
             expect(panel.locator(STATUS_CSS)).to_contain_text(re.compile(r"Stopped at step|Done: step"))
     finally:
         page.close()
@@ -619,6 +618,14 @@ def _run_new_cell(page, code: str):
     page.keyboard.insert_text(code)         # as pasted: no auto-indent, no auto-closed brackets
     page.keyboard.press("Shift+Enter")
     return page.locator(".jp-CodeCell").filter(has_text=code.splitlines()[-1])
+
+
+def _click_if_still_running(stop) -> None:
+    """Press Stop unless the run already ended (it may end between a check and the click)."""
+    try:
+        stop.click(timeout=2000)
+    except PlaywrightTimeoutError:
+        pass
 
 
 def _button(within, name: str):
