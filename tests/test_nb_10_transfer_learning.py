@@ -2,7 +2,7 @@
 
 Quick mode (always) checks the machinery: the records' structure, the LoRA check, the parameter counts,
 the leakage guard. The chapter's claim -- with few labels, pretraining beats training from scratch --
-is only measured at full size; that test runs when LABKIT_FULL_NOTEBOOKS=1 (about 4 min on 2 cores).
+is only measured at full size; that test runs when LABKIT_FULL=1 (about 4 min on 2 cores).
 """
 import os
 import statistics
@@ -74,8 +74,8 @@ def check_claim(r):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("LABKIT_FULL_NOTEBOOKS") != "1",
-                    reason="full-size run (~4 min on 2 cores): set LABKIT_FULL_NOTEBOOKS=1")
+@pytest.mark.skipif(os.environ.get("LABKIT_FULL") != "1",
+                    reason="full-size run (~4 min on 2 cores): set LABKIT_FULL=1")
 def test_10_transfer_learning_full(run_notebook):
     nb = run_notebook("10_transfer_learning", quick=False)
     check_machinery(nb.records, n_embd=64)
