@@ -140,6 +140,8 @@ def figure_dict(history, title: str | None = None, height: int = 360) -> dict:
     curves = _curves(history)
     two = bool(_metric_keys(history))
     palette = iter(METRIC_COLORS * 3)
+    legend = {"train loss (step)": _("train loss (step)"), "train loss (epoch)": _("train loss (epoch)"),
+              "val loss": _("val loss")}
     data = []
     for name, x, y in curves:
         trace = {"type": "scatter", "name": name, "x": x, "y": y, "mode": "lines+markers"}
@@ -153,8 +155,6 @@ def figure_dict(history, title: str | None = None, height: int = 360) -> dict:
         else:                               # a metric, in the second panel
             trace.update(line={"color": next(palette), "dash": "solid" if name.startswith("val_") else "dot"},
                          xaxis="x2", yaxis="y2")
-        legend = {"train loss (step)": _("train loss (step)"), "train loss (epoch)": _("train loss (epoch)"),
-                  "val loss": _("val loss")}
         trace["name"] = legend.get(name, name)       # the legend in the learner's language
         data.append(trace)
     left = [0, 0.44] if two else [0, 1]

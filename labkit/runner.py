@@ -127,7 +127,8 @@ def ipc_kernel_manager(folder: str, stderr=None):
     return IPCKernelManager
 
 
-def _kernel_options(folder: str, log) -> dict:
+def kernel_options(folder: str, log=None) -> dict:
+    """papermill's options for a kernel on Unix sockets in ``folder`` (its own log to ``log``)."""
     # ZeroMQ has no ipc transport on Windows: there the kernel keeps jupyter_client's default (TCP)
     return {} if os.name == "nt" else {"kernel_manager_class": ipc_kernel_manager(folder, log)}
 
@@ -167,7 +168,7 @@ def execute(notebook, output, parameters=None, *, quick=False, timeout=None, ker
             papermill.execute_notebook(
                 str(notebook), str(output), parameters=parameters, kernel_name=kernel,
                 cwd=str(notebook.parent), progress_bar=False, log_output=False,
-                execution_timeout=timeout, **_kernel_options(sockets, log))
+                execution_timeout=timeout, **kernel_options(sockets, log))
     except Exception as exc:  # report any failure (notebook error, timeout, dead kernel) in the row
         row["status"], row["error"] = "failed", error_line(exc)
         if not getattr(exc, "ename", None):        # the kernel itself failed: say what it logged

@@ -44,9 +44,16 @@ from typing import Callable
 
 import numpy as np
 
-from .hparams import check_int
+from .checks import check_int, check_nonnegative, check_positive
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def _check_host(host: str) -> str:
+    if host not in LOOPBACK:
+        raise ValueError(f"host must be a loopback address {LOOPBACK} (a lab server is not for the network), "
+                         f"got {host!r}")
+    return host
 
 
 def _require(module: str):
@@ -157,9 +164,7 @@ def make_app(predict: Callable, input_shape, max_batch: int = 256, batching: boo
     for d in input_shape:
         check_int("input_shape dimension", d, minimum=1)
     max_batch = check_int("max_batch", max_batch, minimum=1)
-    if not isinstance(max_wait_ms, (int, float)) or isinstance(max_wait_ms, bool) or \
-            not math.isfinite(max_wait_ms) or max_wait_ms < 0:
-        raise ValueError(f"max_wait_ms must be a finite number >= 0, got {max_wait_ms!r}")
+    max_wait_ms = check_nonnegative("max_wait_ms", max_wait_ms)
     batcher = DynamicBatcher(predict, max_batch, max_wait_ms) if batching else None
     counts = {"calls": 0, "examples": 0}
 
@@ -225,9 +230,7 @@ def serve(app, host: str = "127.0.0.1", port: int = 0, timeout: float = 20.0):
 
     port=0 picks a free port. Only loopback addresses are accepted: this is for notebooks and tests."""
     uvicorn = _require("uvicorn")
-    if host not in LOOPBACK:
-        raise ValueError(f"host must be a loopback address {LOOPBACK} (a lab server is not for the network), "
-                         f"got {host!r}")
+    _check_host(host)
     port = check_int("port", port, minimum=0, maximum=65535)
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, name="labkit-serve", daemon=True)
@@ -265,8 +268,7 @@ def load_test(url: str, payload: dict, clients: int = 8, requests: int = 25, tim
     httpx = _require("httpx")
     clients = check_int("clients", clients, minimum=1, maximum=256)
     requests = check_int("requests", requests, minimum=1, maximum=10_000)
-    if not isinstance(timeout, (int, float)) or not timeout > 0:
-        raise ValueError(f"timeout must be a number of seconds > 0, got {timeout!r}")
+    timeout = check_positive("timeout", timeout, hint="seconds for the whole load test")
     per_request = len(payload.get("inputs", [])) if isinstance(payload, dict) else 0
     latencies, errors, lock = [], [], threading.Lock()
     start = time.perf_counter()
@@ -325,8 +327,7 @@ def serve_file(model_path, input_shape, batching: bool = True, max_batch: int = 
     """Serve an exported ONNX model from a separate server process (`python -m labkit.serve`), as a real
     deployment would: its own interpreter, so clients in this process do not share its GIL. Yields the
     URL; on exit the process is stopped (SIGTERM, then SIGKILL) and its port checked free."""
-    if host not in LOOPBACK:
-        raise ValueError(f"host must be a loopback address {LOOPBACK}, got {host!r}")
+    _check_host(host)
     model_path = Path(model_path)
     if not model_path.is_file():
         raise FileNotFoundError(f"no ONNX model at {str(model_path)!r}")
@@ -377,8 +378,10 @@ def main(argv=None) -> int:
     parser.add_argument("--no-batching", action="store_true", help="one model call per request")
     args = parser.parse_args(argv)
     uvicorn = _require("uvicorn")
-    if args.host not in LOOPBACK:
-        parser.error(f"--host must be a loopback address {LOOPBACK}, got {args.host!r}")
+    try:
+        _check_host(args.host)
+    except ValueError as e:
+        parser.error(f"--{e}")
     app = make_app(onnx_predictor(args.model), tuple(args.input_shape), max_batch=args.max_batch,
                    batching=not args.no_batching, max_wait_ms=args.max_wait_ms)
     server = uvicorn.Server(uvicorn.Config(app, host=args.host, port=args.port, log_level="warning"))

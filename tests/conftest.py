@@ -23,7 +23,7 @@ def run_notebook(tmp_path_factory):
     """run_notebook("01_linear_regression", lr=0.1) -> Executed; quick mode; cached per parameters."""
     import papermill as pm
     import labkit as lk
-    from labkit.runner import _kernel_options
+    from labkit.runner import kernel_options
     cache: dict = {}
 
     def run(name: str, **parameters) -> Executed:
@@ -37,8 +37,20 @@ def run_notebook(tmp_path_factory):
             # kernels listen on Unix sockets (no TCP port), as `labkit run` starts them
             pm.execute_notebook(str(src), str(out), parameters={"quick": True, **parameters},
                                 kernel_name="python3", cwd=str(out.parent), progress_bar=False,
-                                **_kernel_options(str(tmp_path_factory.mktemp("kernel")), None))
+                                **kernel_options(str(tmp_path_factory.mktemp("kernel"))))
             cache[key] = Executed(out, lk.records(out), time.perf_counter() - t0)
         return cache[key]
 
     return run
+
+
+@pytest.fixture
+def seed_and_one_thread():
+    """Tiny models: a second thread only adds synchronisation, which gets very slow when the
+    machine's cores are busy with other work. Seeded, so each test sees the same weights."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    yield
+    torch.set_num_threads(threads)

@@ -10,15 +10,7 @@ from labkit.models import (CNN, GPT, MLP, CharLSTM, GPTConfig, LoRALinear, Seque
                            add_lora, count_parameters, merge_lora)
 
 
-@pytest.fixture(autouse=True)
-def _seed_and_one_thread():
-    # These models are tiny: a second thread only adds synchronisation, which gets very
-    # slow when the machine's cores are busy with other work.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("seed_and_one_thread")
 
 
 def tiny_gpt(**kw):

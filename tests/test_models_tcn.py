@@ -7,13 +7,7 @@ import torch.nn.functional as F
 from labkit.models import TCN, CausalConv1d, SequenceModel
 
 
-@pytest.fixture(autouse=True)
-def _seed_and_one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("seed_and_one_thread")
 
 
 def reach(fn, x, t):

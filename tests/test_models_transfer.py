@@ -6,13 +6,7 @@ import torch.nn as nn
 from labkit.models import GPT, GPTClassifier, add_lora, count_parameters
 
 
-@pytest.fixture(autouse=True)
-def _seed_and_one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("seed_and_one_thread")
 
 
 def tiny_gpt():
